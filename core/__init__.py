@@ -1,0 +1,1 @@
+"""Types shared by `speech`, `avatar`, `streaming` and `agent`; depends on none of them."""

@@ -1,0 +1,163 @@
+"""Typed configuration: configs/default.yaml, then an optional user file, then DH_* variables, then flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from core.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+ENV_PREFIX = "DH_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AvatarConfig(_Section):
+    source: Path = Path("assets/avatars/astronaut.png")
+    face_index: int | None = None
+    fps: int = Field(25, ge=20, le=40)
+    output_size: tuple[int, int] | None = None
+    cache_dir: Path = Path("~/.cache/digital-human/avatars")
+
+
+class RendererConfig(_Section):
+    engine: Literal["realtime", "musetalk", "latentsync"] = "realtime"
+    liveliness: float = Field(1.0, ge=0.0, le=2.0)
+    jpeg_quality: int = Field(80, ge=30, le=100)
+    musetalk_weights: Path | None = None
+    latentsync_dir: Path | None = None
+
+
+class TTSConfig(_Section):
+    engine: Literal["piper", "espeak", "edge"] = "piper"
+    voice: str | None = None
+    chinese_voice: str | None = None
+    rate: str = "+0%"
+    pitch: str = "+0Hz"
+    volume: str = "+0%"
+    timeout: float = Field(5.0, gt=0)
+
+
+class ASRConfig(_Section):
+    model: str | None = None
+    language: str | None = None
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cache_dir: Path = Path("~/.cache/digital-human/models")
+
+
+class VADConfig(_Section):
+    threshold: float = Field(0.5, gt=0, lt=1)
+    min_speech_ms: int = Field(200, ge=0)
+    end_of_turn_ms: int = Field(500, ge=100)
+
+
+class LLMConfig(_Section):
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(400, gt=0)
+    system_prompt: str = "You are a friendly virtual presenter."
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_sessions: int = Field(4, ge=1)
+
+
+class Config(_Section):
+    avatar: AvatarConfig = AvatarConfig()
+    renderer: RendererConfig = RendererConfig()
+    tts: TTSConfig = TTSConfig()
+    asr: ASRConfig = ASRConfig()
+    vad: VADConfig = VADConfig()
+    llm: LLMConfig = LLMConfig()
+    server: ServerConfig = ServerConfig()
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of sections")
+    return data
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """DH_SECTION__KEY=value; values are parsed as YAML scalars so numbers and null work."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(section, {})[key] = value
+    llm = out.setdefault("llm", {})
+    if environ.get("OPENAI_API_KEY") and "api_key" not in llm:
+        llm["api_key"] = environ["OPENAI_API_KEY"]
+    if environ.get("OPENAI_BASE_URL") and "base_url" not in llm:
+        llm["base_url"] = environ["OPENAI_BASE_URL"]
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Build the effective config. `overrides` (from CLI flags) win over everything else."""
+    data = _read_yaml(DEFAULT_CONFIG)
+    if path is not None:
+        data = _merge(data, _read_yaml(Path(path)))
+    data = _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise UserError(f"invalid configuration value for {where}: {err['msg']}") from None
+
+
+def resolve_path(p: Path) -> Path:
+    """Expand ~ and make repository-relative defaults (like the sample avatar) work from any directory."""
+    p = p.expanduser()
+    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
+        return PROJECT_ROOT / p
+    return p
+
+
+def dump_config(cfg: Config) -> str:
+    """YAML of the effective config with secrets masked."""
+    data = cfg.model_dump(mode="json")
+    key = cfg.llm.api_key.get_secret_value() if cfg.llm.api_key else None
+    data["llm"]["api_key"] = (key[:3] + "…" + "*" * 6) if key else None
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
