@@ -1,0 +1,1 @@
+"""Orchestration: the CLI, recorded replies and (later) live conversation sessions."""

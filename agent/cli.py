@@ -1,0 +1,179 @@
+"""`digital-human`: the command line. Every user-fixable problem ends in one line and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from core.config import Config, dump_config, load_config, resolve_path
+from core.errors import UserError
+
+log = logging.getLogger("digital_human")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1280x720, not {text!r}") from None
+    if not (64 <= w <= 3840 and 64 <= h <= 2160):
+        raise argparse.ArgumentTypeError(f"size {text} is out of range (64x64 to 3840x2160)")
+    return w, h
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="digital-human",
+        description="A talking avatar that listens, thinks and answers out loud - on an ordinary CPU.",
+    )
+    p.add_argument("--config", type=Path, help="YAML file overriding configs/default.yaml")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks of internal errors)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("render", help="record a reply: the avatar speaks text, a script or an audio file into an MP4")
+    r.add_argument("--avatar", type=Path, help="portrait photo or short video (default: the configured avatar)")
+    what = r.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", help="text to speak")
+    what.add_argument("--script", type=Path, help="plain-text or Markdown script; one paragraph per spoken segment")
+    what.add_argument("--audio", type=Path, help="speech recording to lip-sync (any format ffmpeg reads)")
+    r.add_argument("-o", "--output", type=Path, required=True, help="output .mp4 file")
+    r.add_argument("--engine", choices=["realtime", "musetalk", "latentsync"], help="renderer engine")
+    r.add_argument("--tts", dest="tts_engine", choices=["piper", "espeak", "edge"], help="TTS engine")
+    r.add_argument("--voice", help="TTS voice (see `digital-human voices`)")
+    r.add_argument("--fps", type=int, help="frames per second (20-40)")
+    r.add_argument("--size", type=_size, help="output size WIDTHxHEIGHT (default: the source's)")
+    r.add_argument("--face-index", type=int, help="which face to animate when the source shows several (0 = largest)")
+    r.add_argument("--seed", type=int, help="seed for blinks and head motion (reproducible renders)")
+
+    pr = sub.add_parser("prepare", help="precompute and cache an avatar's identity features and report what was found")
+    pr.add_argument("--avatar", type=Path, help="portrait photo or short video (default: the configured avatar)")
+    pr.add_argument("--face-index", type=int, help="which face to animate when the source shows several")
+
+    v = sub.add_parser("voices", help="list the voices of a TTS engine")
+    v.add_argument("--tts", dest="tts_engine", choices=["piper", "espeak", "edge"], help="TTS engine")
+
+    sub.add_parser("config", help="print the effective configuration (secrets masked)")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """CLI flags as a config overlay; flags the user did not give leave the config alone."""
+    o: dict[str, dict[str, Any]] = {"avatar": {}, "renderer": {}, "tts": {}}
+    if getattr(args, "avatar", None) is not None:
+        o["avatar"]["source"] = str(args.avatar)
+    if getattr(args, "face_index", None) is not None:
+        o["avatar"]["face_index"] = args.face_index
+    if getattr(args, "fps", None) is not None:
+        o["avatar"]["fps"] = args.fps
+    if getattr(args, "size", None) is not None:
+        o["avatar"]["output_size"] = list(args.size)
+    if getattr(args, "engine", None):
+        o["renderer"]["engine"] = args.engine
+    if getattr(args, "tts_engine", None):
+        o["tts"]["engine"] = args.tts_engine
+    if getattr(args, "voice", None):
+        o["tts"]["voice"] = args.voice
+    return {k: v for k, v in o.items() if v}
+
+
+def _check_avatar(cfg: Config) -> Path:
+    path = resolve_path(cfg.avatar.source)
+    if not path.exists():
+        raise UserError(f"avatar file not found: {cfg.avatar.source}")
+    return path
+
+
+def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
+    from agent.progress import progress_bar
+    from agent.renderers import create_renderer, prepare
+    from agent.render_job import render_audio, render_speech
+    from agent.script import paragraphs_from_script, paragraphs_from_text
+    from streaming.recording import check_writable
+
+    out: Path = args.output
+    check_writable(out)
+    avatar = _check_avatar(cfg)
+    if args.text is not None:
+        paragraphs = paragraphs_from_text(args.text)
+    elif args.script is not None:
+        paragraphs = paragraphs_from_script(args.script)
+    else:
+        paragraphs = None
+        if not args.audio.is_file():
+            raise UserError(f"audio file not found: {args.audio}")
+
+    tts = None
+    if paragraphs is not None:
+        from speech.tts_select import create_tts
+
+        tts = create_tts(cfg.tts)
+    prepared, notices = prepare(cfg, avatar)
+    for n in notices:
+        print(f"note: {n}", file=sys.stderr)
+    renderer = create_renderer(cfg, prepared, seed=args.seed)
+    with progress_bar("rendering", total=None) as progress:
+        if tts is not None and paragraphs is not None:
+            report = asyncio.run(render_speech(renderer, tts, paragraphs, out, progress))
+        else:
+            report = render_audio(renderer, args.audio, out, progress)
+    for n in report.notices:
+        print(f"note: {n}", file=sys.stderr)
+    print(
+        f"wrote {report.path} ({report.seconds:.1f} s, {report.frames} frames at {renderer.fps} fps, "
+        f"rendered in {report.elapsed:.1f} s = {report.speed:.1f}x real time)"
+    )
+
+
+def cmd_prepare(cfg: Config, args: argparse.Namespace) -> None:
+    from agent.renderers import prepare
+
+    _check_avatar(cfg)
+    prepared, notices = prepare(cfg)
+    for n in notices:
+        print(f"note: {n}", file=sys.stderr)
+    print(prepared.summary())  # type: ignore[attr-defined]
+
+
+def cmd_voices(cfg: Config, args: argparse.Namespace) -> None:
+    from speech.tts_select import list_voices
+
+    for voice in list_voices(cfg.tts.engine):
+        print(voice)
+
+
+COMMANDS = {"render": cmd_render, "prepare": cmd_prepare, "voices": cmd_voices}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        cfg = load_config(args.config, _overrides(args))
+        if args.command == "config":
+            print(dump_config(cfg), end="")
+        else:
+            COMMANDS[args.command](cfg, args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose or os.environ.get("DH_DEBUG"):
+            raise
+        print(f"internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Turning `--text` and `--script` input into paragraphs of speakable sentences."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from core.errors import UserError
+from speech.text import clean_for_speech, split_sentences
+
+MAX_SCRIPT_BYTES = 2_000_000
+
+
+def _paragraphs(text: str) -> list[list[str]]:
+    out: list[list[str]] = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
+        sentences = [s for s in split_sentences(clean_for_speech(block)) if s.strip()]
+        if sentences:
+            out.append(sentences)
+    return out
+
+
+def paragraphs_from_text(text: str) -> list[list[str]]:
+    paragraphs = _paragraphs(text)
+    if not paragraphs:
+        raise UserError("nothing to say: the text is empty or has no speakable words")
+    return paragraphs
+
+
+def paragraphs_from_script(path: Path) -> list[list[str]]:
+    if not path.is_file():
+        raise UserError(f"script file not found: {path}")
+    data = path.read_bytes()
+    if len(data) > MAX_SCRIPT_BYTES:
+        raise UserError(f"script {path} is too large ({len(data) // 1000} kB; the limit is {MAX_SCRIPT_BYTES // 1000} kB)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"script {path} is not UTF-8 text (plain text or Markdown expected)") from None
+    paragraphs = _paragraphs(text)
+    if not paragraphs:
+        raise UserError(f"nothing to say: script {path} has no speakable text")
+    return paragraphs
