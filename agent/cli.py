@@ -91,8 +91,8 @@ def _check_avatar(cfg: Config) -> Path:
 
 def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
     from agent.progress import progress_bar
-    from agent.renderers import create_renderer, prepare
     from agent.render_job import render_audio, render_speech
+    from agent.renderers import create_renderer, prepare
     from agent.script import paragraphs_from_script, paragraphs_from_text
     from streaming.recording import check_writable
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from core.errors import UserError
 from speech.text import clean_for_speech, split_sentences
+
+from core.errors import UserError
 
 MAX_SCRIPT_BYTES = 2_000_000
 
@@ -32,7 +33,9 @@ def paragraphs_from_script(path: Path) -> list[list[str]]:
         raise UserError(f"script file not found: {path}")
     data = path.read_bytes()
     if len(data) > MAX_SCRIPT_BYTES:
-        raise UserError(f"script {path} is too large ({len(data) // 1000} kB; the limit is {MAX_SCRIPT_BYTES // 1000} kB)")
+        raise UserError(
+            f"script {path} is too large ({len(data) // 1000} kB; the limit is {MAX_SCRIPT_BYTES // 1000} kB)"
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -70,7 +70,9 @@ def iter_audio_file(path: str | Path, rate: int, chunk_seconds: float = 1.0) -> 
     try:
         container = av.open(str(p))
     except (av.error.FFmpegError, OSError) as exc:
-        raise UserError(f"cannot read audio from {p}: not a recognisable audio file ({exc.__class__.__name__})") from None
+        raise UserError(
+            f"cannot read audio from {p}: not a recognisable audio file ({exc.__class__.__name__})"
+        ) from None
     with container:
         if not container.streams.audio:
             raise UserError(f"{p} has no audio track")

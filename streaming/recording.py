@@ -6,6 +6,7 @@ audio and video cannot drift. The file appears under its final name only when co
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from fractions import Fraction
@@ -101,10 +102,8 @@ class Mp4Writer:
 
     def abort(self) -> None:
         """Drop the partial file: a failed render leaves nothing behind."""
-        try:
+        with contextlib.suppress(av.error.FFmpegError, ValueError, OSError):
             self._container.close()
-        except (av.error.FFmpegError, ValueError, OSError):
-            pass
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> Mp4Writer:
