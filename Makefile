@@ -25,8 +25,12 @@ install: $(STAMP)
 
 dev: $(DEV_STAMP)
 
+# Until the live server lands, `make run` records a sample reply on the bundled avatar (offline, no key, no GPU).
+SAMPLE_TEXT := Hello, I am your virtual presenter. I run on an ordinary computer, with no graphics card and no internet connection.
 run: $(STAMP)
-	$(BIN)/digital-human serve
+	@mkdir -p out
+	$(BIN)/digital-human render --text "$(SAMPLE_TEXT)" -o out/sample.mp4
+	@echo "open out/sample.mp4 to watch the reply"
 
 test: $(DEV_STAMP)
 	$(BIN)/ruff check .
