@@ -1,0 +1,435 @@
+"""Dense face landmarks (mediapipe face mesh, 478 points) and the geometry read from them.
+
+mediapipe 0.10.21 is the last release whose wheel carries the face mesh models, so this works
+offline. Points are kept in source pixels (z too, scaled like x) so that every consumer can do
+geometry without knowing the image size. The index groups below are the mediapipe topology's
+contours put in order along the contour, so they can be drawn or filled as polygons directly.
+"Left" and "right" follow mediapipe: the *subject's* left (the eye on the image's right side),
+except MOUTH_CORNERS which is (image left, image right).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from mediapipe.python.solutions import face_mesh as mp_face_mesh
+from mediapipe.python.solutions import face_mesh_connections as topology
+
+from core.errors import UserError
+
+NUM_LANDMARKS = 478
+MIN_FACE_PX = 60
+"""Narrowest face (landmark extent, px) we animate: below this the mouth is a handful of pixels."""
+MAX_YAW_DEGREES = 35.0
+"""Beyond this the far half of the face is hidden and a frontal warp cannot fake it."""
+
+
+def _chain(edges: Iterable[tuple[int, int]], start: int) -> list[int]:
+    """Walk an edge set from `start` into an ordered path (a closed loop is returned without repeating `start`)."""
+    neighbours: dict[int, list[int]] = {}
+    for a, b in edges:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    path = [start]
+    while True:
+        options = [n for n in neighbours[path[-1]] if n not in path]
+        if not options:
+            return path
+        path.append(options[0])
+
+
+def _component(edges: Iterable[tuple[int, int]], member: int) -> set[tuple[int, int]]:
+    """The edges connected to `member` (splits e.g. the lips into the outer and inner loop)."""
+    edges = set(edges)
+    nodes, grown = {member}, True
+    while grown:
+        grown = False
+        for a, b in edges:
+            if (a in nodes) != (b in nodes):
+                nodes |= {a, b}
+                grown = True
+    return {(a, b) for a, b in edges if a in nodes}
+
+
+def _arc(loop_edges: set[tuple[int, int]], start: int, end: int, via: int) -> np.ndarray:
+    """The arc of a closed loop from `start` to `end` that passes through `via`."""
+    loop = _chain(loop_edges, start)
+    for direction in (loop, [start, *loop[:0:-1]]):
+        arc = direction[: direction.index(end) + 1]
+        if via in arc:
+            return np.array(arc, dtype=np.intp)
+    raise ValueError(f"no arc {start}->{end} through {via}")
+
+
+def _loop(edges: Iterable[tuple[int, int]], start: int, second: int) -> np.ndarray:
+    """A closed loop starting at `start` and heading towards `second`."""
+    path = _chain(edges, start)
+    if path[1] != second:
+        path = [start, *path[:0:-1]]
+    return np.array(path, dtype=np.intp)
+
+
+_OUTER_LIP_EDGES = _component(topology.FACEMESH_LIPS, 61)
+_INNER_LIP_EDGES = _component(topology.FACEMESH_LIPS, 78)
+
+LIPS_OUTER_UPPER = _arc(_OUTER_LIP_EDGES, 61, 291, via=0)
+LIPS_OUTER_LOWER = _arc(_OUTER_LIP_EDGES, 61, 291, via=17)
+LIPS_INNER_UPPER = _arc(_INNER_LIP_EDGES, 78, 308, via=13)
+LIPS_INNER_LOWER = _arc(_INNER_LIP_EDGES, 78, 308, via=14)
+LIPS_OUTER = np.concatenate([LIPS_OUTER_UPPER, LIPS_OUTER_LOWER[-2:0:-1]])
+"""Closed polygon: 61 along the upper lip to 291, back along the lower lip."""
+LIPS_INNER = np.concatenate([LIPS_INNER_UPPER, LIPS_INNER_LOWER[-2:0:-1]])
+"""Closed polygon of the mouth opening: 78 along the upper lip to 308, back along the lower lip."""
+MOUTH_CORNERS = np.array([61, 291], dtype=np.intp)
+"""(image left, image right) outer mouth corners."""
+INNER_MOUTH_CORNERS = np.array([78, 308], dtype=np.intp)
+
+RIGHT_EYE_UPPER = _arc(set(topology.FACEMESH_RIGHT_EYE), 33, 133, via=159)
+RIGHT_EYE_LOWER = _arc(set(topology.FACEMESH_RIGHT_EYE), 33, 133, via=145)
+LEFT_EYE_UPPER = _arc(set(topology.FACEMESH_LEFT_EYE), 263, 362, via=386)
+LEFT_EYE_LOWER = _arc(set(topology.FACEMESH_LEFT_EYE), 263, 362, via=374)
+RIGHT_EYE = np.concatenate([RIGHT_EYE_UPPER, RIGHT_EYE_LOWER[-2:0:-1]])
+"""Subject's right eye (image left), closed polygon from the outer corner 33."""
+LEFT_EYE = np.concatenate([LEFT_EYE_UPPER, LEFT_EYE_LOWER[-2:0:-1]])
+"""Subject's left eye (image right), closed polygon from the outer corner 263."""
+RIGHT_IRIS = np.array([468, 469, 470, 471, 472], dtype=np.intp)
+"""Centre first, then the four rim points."""
+LEFT_IRIS = np.array([473, 474, 475, 476, 477], dtype=np.intp)
+
+RIGHT_BROW = np.array([46, 53, 52, 65, 55, 107, 66, 105, 63, 70], dtype=np.intp)
+"""Closed polygon: lower edge outer→inner, then upper edge inner→outer (mediapipe's two brow lines)."""
+LEFT_BROW = np.array([276, 283, 282, 295, 285, 336, 296, 334, 293, 300], dtype=np.intp)
+FACE_OVAL = _loop(topology.FACEMESH_FACE_OVAL, 10, 338)
+"""Closed polygon from the top of the forehead (10), clockwise on the image, through the chin (152)."""
+NOSE_TIP = 1
+"""A single landmark index (so `points[NOSE_TIP]` is one point)."""
+CHIN = 152
+"""A single landmark index: the bottom of the chin."""
+FOREHEAD = 10
+
+assert set(LIPS_OUTER.tolist()) | set(LIPS_INNER.tolist()) == {i for e in topology.FACEMESH_LIPS for i in e}
+
+
+@dataclass(frozen=True)
+class FaceLandmarks:
+    points: np.ndarray
+    """(478, 3) float32: x, y in source pixels; z depth in pixels (mediapipe z × image width), smaller is nearer."""
+
+    @property
+    def xy(self) -> np.ndarray:
+        return self.points[:, :2]
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int]:
+        """x, y, w, h of the landmarks' extent (the face from brows to chin, cheek to cheek)."""
+        low = np.floor(self.xy.min(axis=0)).astype(int)
+        high = np.ceil(self.xy.max(axis=0)).astype(int)
+        return int(low[0]), int(low[1]), int(high[0] - low[0]), int(high[1] - low[1])
+
+    @property
+    def width(self) -> float:
+        """Face width in px (landmark extent), the scale every size rule uses."""
+        return float(np.ptp(self.xy[:, 0]))
+
+    @property
+    def center(self) -> np.ndarray:
+        return self.xy.mean(axis=0)
+
+    def pose(self) -> tuple[float, float, float]:
+        """(yaw, pitch, roll) in degrees, 0 when facing the camera squarely.
+
+        Read from the 3-D mesh itself: the eye-to-eye axis and the forehead-to-chin axis form the
+        face's frame. Positive yaw: the face turns towards the image's right; positive pitch: the chin
+        comes towards the camera (face looking down); positive roll: the face tilts clockwise on the image.
+        """
+        p = self.points.astype(np.float64)
+        across = p[263] - p[33]
+        down = p[CHIN] - p[FOREHEAD]
+        across /= np.linalg.norm(across)
+        down -= across * float(down @ across)
+        down /= np.linalg.norm(down)
+        yaw = np.degrees(np.arcsin(np.clip(across[2], -1.0, 1.0)))
+        pitch = np.degrees(np.arcsin(np.clip(-down[2], -1.0, 1.0)))
+        roll = np.degrees(np.arctan2(across[1], across[0]))
+        return float(yaw), float(pitch), float(roll)
+
+    def translated(self, dx: float, dy: float) -> FaceLandmarks:
+        return FaceLandmarks(self.points + np.array([dx, dy, 0.0], dtype=np.float32))
+
+
+def mouth_opening(face: FaceLandmarks) -> float:
+    """Inner-lip gap over mouth width: ~0 closed, ~0.1 speaking, 0.3+ wide open; independent of face size."""
+    upper = face.xy[LIPS_INNER_UPPER[3:8]]
+    lower = face.xy[LIPS_INNER_LOWER[3:8]]
+    gap = float(np.mean(np.linalg.norm(lower - upper, axis=1)))
+    width = float(np.linalg.norm(face.xy[MOUTH_CORNERS[1]] - face.xy[MOUTH_CORNERS[0]]))
+    return gap / max(width, 1e-6)
+
+
+def eye_openings(face: FaceLandmarks) -> tuple[float, float]:
+    """(left, right) lid gap over eye width: ~0.25–0.35 open, < 0.1 closed (a blink)."""
+
+    def opening(upper: np.ndarray, lower: np.ndarray) -> float:
+        gap = float(np.mean(np.linalg.norm(face.xy[upper[2:-2]] - face.xy[lower[2:-2]], axis=1)))
+        width = float(np.linalg.norm(face.xy[upper[0]] - face.xy[upper[-1]]))
+        return gap / max(width, 1e-6)
+
+    return opening(LEFT_EYE_UPPER, LEFT_EYE_LOWER), opening(RIGHT_EYE_UPPER, RIGHT_EYE_LOWER)
+
+
+_meshes = threading.local()
+
+
+def _static_mesh(max_faces: int) -> mp_face_mesh.FaceMesh:
+    """One static-image mesh per thread and face count: mediapipe graphs are not safe to share across threads."""
+    cache: dict[int, mp_face_mesh.FaceMesh] = _meshes.__dict__.setdefault("static", {})
+    if max_faces not in cache:
+        cache[max_faces] = mp_face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True, min_detection_confidence=0.5
+        )
+    return cache[max_faces]
+
+
+def _to_faces(result: object, x0: float, y0: float, width: float, height: float) -> list[FaceLandmarks]:
+    faces = []
+    for face in getattr(result, "multi_face_landmarks", None) or []:
+        raw = np.array([(lm.x, lm.y, lm.z) for lm in face.landmark], dtype=np.float32)
+        raw *= np.array([width, height, width], dtype=np.float32)
+        raw[:, 0] += x0
+        raw[:, 1] += y0
+        faces.append(FaceLandmarks(raw))
+    return faces
+
+
+def _run(mesh: mp_face_mesh.FaceMesh, image_bgr: np.ndarray, box: tuple[int, int, int, int], upscale: float):
+    x0, y0, w, h = box
+    crop = image_bgr[y0 : y0 + h, x0 : x0 + w]
+    if upscale != 1.0:
+        crop = cv2.resize(crop, (round(w * upscale), round(h * upscale)), interpolation=cv2.INTER_CUBIC)
+    result = mesh.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+    return _to_faces(result, x0, y0, w, h)
+
+
+def _tile_levels(width: int, height: int) -> list[list[tuple[int, int, int, int]]]:
+    """Ever smaller overlapping square crops, coarse to fine.
+
+    mediapipe's short-range detector misses faces smaller than roughly a fifth of its input, so
+    a small face in a large photo is only found in a crop a few times its size.
+    """
+    levels = []
+    side = max(width, height) / 1.5
+    while side >= 160:
+        tile = round(min(side, width, height))
+        stride = max(1, tile // 2)
+        xs = sorted({*range(0, max(1, width - tile + 1), stride), max(0, width - tile)})
+        ys = sorted({*range(0, max(1, height - tile + 1), stride), max(0, height - tile)})
+        levels.append([(x, y, tile, tile) for y in ys for x in xs])
+        side /= 1.5
+    return levels
+
+
+def _iou(a: FaceLandmarks, b: FaceLandmarks) -> float:
+    ax, ay, aw, ah = a.bbox
+    bx, by, bw, bh = b.bbox
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    return inter / max(1, aw * ah + bw * bh - inter)
+
+
+def _largest_first(faces: list[FaceLandmarks]) -> list[FaceLandmarks]:
+    return sorted(faces, key=lambda f: f.bbox[2] * f.bbox[3], reverse=True)
+
+
+def detect_faces(image_bgr: np.ndarray, max_faces: int = 4) -> list[FaceLandmarks]:
+    """All faces (up to `max_faces`), largest first, in the image's pixel coordinates.
+
+    The whole image is tried first; when that finds nothing, ever smaller overlapping crops are
+    searched (upscaled to at least 384 px), which finds small faces in large photos.
+    """
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise ValueError("detect_faces expects a BGR uint8 image")
+    height, width = image_bgr.shape[:2]
+    mesh = _static_mesh(max_faces)
+    faces = _run(mesh, image_bgr, (0, 0, width, height), 1.0)
+    if faces:
+        return _largest_first(faces)
+    for level in _tile_levels(width, height):
+        found: list[FaceLandmarks] = []
+        for box in level:
+            upscale = max(1.0, 384 / box[2])
+            for face in _run(mesh, image_bgr, box, upscale):
+                if all(_iou(face, other) < 0.3 for other in found):
+                    found.append(face)
+        if found:
+            return _largest_first(found)[:max_faces]
+    return []
+
+
+def select_face(
+    faces: list[FaceLandmarks], face_index: int | None, source_name: str
+) -> tuple[FaceLandmarks, str | None]:
+    """Pick the face to animate and check it can be animated; returns (face, notice for the user or None)."""
+    if not faces:
+        raise UserError(f"no face found in {source_name}: use a photo where one face looks at the camera")
+    notice = None
+    if face_index is not None:
+        if not 0 <= face_index < len(faces):
+            raise UserError(
+                f"--face-index {face_index} is out of range: {source_name} has {len(faces)} "
+                f"face{'s' if len(faces) > 1 else ''} (0 = largest … {len(faces) - 1})"
+            )
+        face = faces[face_index]
+    else:
+        face = faces[0]
+        if len(faces) > 1:
+            notice = (
+                f"found {len(faces)} faces in {source_name}; animating the largest (use --face-index N to choose)"
+            )
+    if face.width < MIN_FACE_PX:
+        raise UserError(
+            f"the face in {source_name} is only {face.width:.0f} px wide; at least {MIN_FACE_PX} px is needed: "
+            "use a closer or higher-resolution portrait"
+        )
+    yaw, _, _ = face.pose()
+    if abs(yaw) > MAX_YAW_DEGREES:
+        raise UserError(
+            f"the face in {source_name} is turned {abs(yaw):.0f}° away from the camera (at most "
+            f"{MAX_YAW_DEGREES:.0f}° works): use a photo where the face looks at the camera"
+        )
+    return face, notice
+
+
+class _OneEuro:
+    """One-Euro filter (Casiez et al. 2012) on an array signal: smooths jitter at rest, follows fast motion."""
+
+    def __init__(self, fps: float, min_cutoff: float, beta: float, d_cutoff: float = 1.0) -> None:
+        self.rate = fps
+        self.min_cutoff = min_cutoff
+        self.beta = beta
+        self.d_cutoff = d_cutoff
+        self.value: np.ndarray | None = None
+        self.derivative: np.ndarray | None = None
+
+    def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray | float:
+        tau = 1.0 / (2 * np.pi * cutoff)
+        return 1.0 / (1.0 + tau * self.rate)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.value is None or self.derivative is None:
+            self.value, self.derivative = x.copy(), np.zeros_like(x)
+            return x
+        raw_derivative = (x - self.value) * self.rate
+        a_d = self._alpha(self.d_cutoff)
+        self.derivative = a_d * raw_derivative + (1 - a_d) * self.derivative
+        cutoff = self.min_cutoff + self.beta * np.abs(self.derivative)
+        a = self._alpha(cutoff)
+        self.value = a * x + (1 - a) * self.value
+        return self.value
+
+
+def smooth_track(points: np.ndarray, fps: float, min_cutoff: float = 1.5, beta: float = 0.05) -> np.ndarray:
+    """Zero-lag One-Euro smoothing of a (frames, 478, 3) track: filtered forwards and backwards, averaged.
+
+    The whole clip is known in advance, so the backward pass cancels the forward pass's lag; the
+    speed-adaptive cutoff keeps fast mouth motion while removing the mesh's frame-to-frame jitter.
+    """
+    forward_filter = _OneEuro(fps, min_cutoff, beta)
+    backward_filter = _OneEuro(fps, min_cutoff, beta)
+    forward = np.stack([forward_filter(p) for p in points])
+    backward = np.stack([backward_filter(p) for p in points[::-1]])[::-1]
+    return ((forward + backward) / 2).astype(np.float32)
+
+
+class VideoLandmarkTracker:
+    """Landmarks for every frame of a video source: tracked, gap-filled and temporally smoothed.
+
+    mediapipe's tracking mode follows the face from frame to frame (cheaper and steadier than
+    detecting each frame); the face nearest the previous one is followed, so a second person in
+    the clip does not steal the track. Frames where the face is lost are filled by interpolation.
+    """
+
+    def __init__(
+        self,
+        fps: float = 25.0,
+        face_index: int | None = None,
+        source_name: str = "the video",
+        max_missing_fraction: float = 0.2,
+        smooth: bool = True,
+    ) -> None:
+        self.fps = fps
+        self.face_index = face_index
+        self.source_name = source_name
+        self.max_missing_fraction = max_missing_fraction
+        self.smooth = smooth
+        self.notices: list[str] = []
+
+    def track(self, frames: list[np.ndarray]) -> list[FaceLandmarks]:
+        if not frames:
+            raise UserError(f"{self.source_name} has no frames")
+        raw = self._raw_track(frames)
+        missing = sum(p is None for p in raw)
+        if missing > self.max_missing_fraction * len(frames) or missing == len(frames):
+            raise UserError(
+                f"the face is not visible in {missing} of {len(frames)} frames of {self.source_name}: "
+                "use a clip where one face stays in view and looks at the camera"
+            )
+        points = _fill_gaps(raw)
+        if self.smooth and len(points) > 2:
+            points = smooth_track(points, self.fps)
+        return [FaceLandmarks(p) for p in points]
+
+    def _raw_track(self, frames: list[np.ndarray]) -> list[np.ndarray | None]:
+        reference = self._reference(frames)
+        previous = reference.center if reference is not None else None
+        track: list[np.ndarray | None] = []
+        with mp_face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=4, refine_landmarks=True, min_detection_confidence=0.5
+        ) as mesh:
+            for frame in frames:
+                height, width = frame.shape[:2]
+                faces = _run(mesh, frame, (0, 0, width, height), 1.0)
+                if not faces or previous is None:
+                    track.append(None)
+                    continue
+                face = min(faces, key=lambda f: float(np.linalg.norm(f.center - previous)))
+                if np.linalg.norm(face.center - previous) > face.width:
+                    track.append(None)  # another person, not ours: treat as a gap
+                    continue
+                previous = face.center
+                track.append(face.points)
+        return track
+
+    def _reference(self, frames: list[np.ndarray]) -> FaceLandmarks | None:
+        """The face to follow, chosen on the first frames where any face is found (largest or `face_index`)."""
+        step = max(1, len(frames) // 20)
+        for frame in frames[: max(1, len(frames) // 4) : step]:
+            faces = detect_faces(frame)
+            if faces:
+                face, notice = select_face(faces, self.face_index, self.source_name)
+                if notice:
+                    self.notices.append(notice)
+                return face
+        return None
+
+
+def _fill_gaps(track: list[np.ndarray | None]) -> np.ndarray:
+    """Linear interpolation across frames without a face; the ends hold the nearest known frame."""
+    known = [i for i, p in enumerate(track) if p is not None]
+    out = np.empty((len(track), NUM_LANDMARKS, 3), dtype=np.float32)
+    for i, p in enumerate(track):
+        if p is not None:
+            out[i] = p
+            continue
+        after = next((k for k in known if k > i), None)
+        before = next((k for k in reversed(known) if k < i), None)
+        if before is None or after is None:
+            out[i] = track[after if before is None else before]  # type: ignore[assignment]
+        else:
+            t = (i - before) / (after - before)
+            out[i] = (1 - t) * track[before] + t * track[after]  # type: ignore[operator]
+    return out

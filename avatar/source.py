@@ -1,0 +1,182 @@
+"""Load the user's avatar file (a portrait photo or a short video) into BGR frames.
+
+Everything the user can get wrong about the file itself is caught here and reported as one
+`UserError` line, so the renderer only ever sees decoded, size-bounded frames. The sha256 of the
+file bytes is the cache key for preparation: a changed file gets a fresh preparation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from core.errors import UserError
+
+MIN_IMAGE_SIDE = 64
+"""Below this no face in the picture can be big enough to animate."""
+
+VIDEO_MEMORY_BUDGET = 1_500_000_000
+"""Bytes of decoded frames we keep for a video source; longer/larger clips are downscaled to fit."""
+
+
+@dataclass
+class AvatarSource:
+    path: Path
+    frames: list[np.ndarray]
+    """BGR uint8; one frame for a photo, every decoded frame for a video."""
+    fps: float | None
+    """None for a photo."""
+    digest: str
+    """sha256 of the file bytes."""
+    notices: list[str] = field(default_factory=list)
+    """Things the user should know about how the file was adapted (e.g. a video downscaled)."""
+
+    @property
+    def is_video(self) -> bool:
+        return self.fps is not None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames."""
+        height, width = self.frames[0].shape[:2]
+        return width, height
+
+
+def load_source(path: str | Path, max_seconds: float = 60.0, max_height: int = 1080) -> AvatarSource:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"avatar file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"avatar path is a folder, not a file: {path} (give a photo or a video)")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read avatar file {path}: {error.strerror or error}") from error
+    if not data:
+        raise UserError(f"avatar file is empty: {path}")
+    digest = hashlib.sha256(data).hexdigest()
+
+    image = _decode_image(data)
+    if image is not None:
+        return AvatarSource(path, [_checked_image(image, path, max_height)], None, digest)
+    frames, fps, notices = _decode_video(path, max_seconds, max_height)
+    return AvatarSource(path, frames, fps, digest, notices)
+
+
+def _decode_image(data: bytes) -> np.ndarray | None:
+    """Decode still images from memory (so non-ASCII paths work); None when the bytes are not an image."""
+    buffer = np.frombuffer(data, np.uint8)
+    raw = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        return None
+    if raw.ndim == 3 and raw.shape[2] == 4:
+        return _flatten_alpha(raw)
+    # IMREAD_COLOR applies the EXIF orientation and converts grey / 16-bit to BGR uint8.
+    return cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+
+
+def _flatten_alpha(bgra: np.ndarray) -> np.ndarray:
+    """Composite a transparent image over white: transparent pixels carry arbitrary colour otherwise."""
+    if bgra.dtype != np.uint8:
+        bgra = (bgra.astype(np.float32) / 257.0).round().astype(np.uint8)
+    alpha = bgra[:, :, 3:4].astype(np.float32) / 255.0
+    colour = bgra[:, :, :3].astype(np.float32)
+    return (colour * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+
+
+def _checked_image(image: np.ndarray, path: Path, max_height: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        raise UserError(
+            f"avatar image {path.name} is only {width}×{height} px: use a portrait at least "
+            f"{MIN_IMAGE_SIDE * 4} px high with the face filling a good part of it"
+        )
+    return _fit_height(image, max_height)
+
+
+def _fit_height(image: np.ndarray, max_height: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    if height <= max_height:
+        return np.ascontiguousarray(image)
+    scale = max_height / height
+    size = (max(1, round(width * scale)), max_height)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _decode_video(path: Path, max_seconds: float, max_height: int) -> tuple[list[np.ndarray], float, list[str]]:
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(
+            f"cannot open {path.name}: not a supported image (PNG, JPEG, WebP, BMP) or video file"
+        ) from error
+    with container:
+        if not container.streams.video:
+            raise UserError(f"{path.name} has no video track: give a portrait photo or a video of the face")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate or stream.guessed_rate or 25.0)
+        declared = _declared_seconds(container, stream)
+        if declared is not None and declared > max_seconds + 0.5:
+            raise UserError(
+                f"avatar video {path.name} is {declared:.0f} s long; the limit is {max_seconds:.0f} s "
+                "(trim it to a 5–60 s clip of the face)"
+            )
+        frames, notices = _read_frames(container, stream, path, fps, max_seconds, max_height)
+    if not frames:
+        raise UserError(f"avatar video {path.name} contains no decodable frames")
+    if min(frames[0].shape[:2]) < MIN_IMAGE_SIDE:
+        height, width = frames[0].shape[:2]
+        raise UserError(f"avatar video {path.name} is only {width}×{height} px: use a larger video of the face")
+    return frames, fps, notices
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _read_frames(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    path: Path,
+    fps: float,
+    max_seconds: float,
+    max_height: int,
+) -> tuple[list[np.ndarray], list[str]]:
+    width, height = stream.codec_context.width, stream.codec_context.height
+    target_height = min(max_height, height) if height else max_height
+    notices: list[str] = []
+    if width and height:
+        expected_frames = max(1.0, fps * min(max_seconds, _declared_seconds(container, stream) or max_seconds))
+        bytes_per_row = 3 * width / height * target_height
+        budget_height = int(np.sqrt(VIDEO_MEMORY_BUDGET / expected_frames / (3 * width / height)))
+        if bytes_per_row * target_height * expected_frames > VIDEO_MEMORY_BUDGET and budget_height < target_height:
+            target_height = max(MIN_IMAGE_SIDE, budget_height - budget_height % 2)
+            notices.append(
+                f"avatar video {path.name} was scaled to {target_height} px high to keep its frames in memory "
+                "(use a shorter clip for full resolution)"
+            )
+    limit = int(np.ceil(max_seconds * fps)) + 1
+    frames: list[np.ndarray] = []
+    try:
+        for frame in container.decode(stream):
+            if len(frames) >= limit:
+                raise UserError(
+                    f"avatar video {path.name} is longer than {max_seconds:.0f} s "
+                    "(trim it to a 5–60 s clip of the face)"
+                )
+            frames.append(_fit_height(frame.to_ndarray(format="bgr24"), target_height))
+    except av.error.FFmpegError as error:
+        if not frames:
+            raise UserError(f"avatar video {path.name} is corrupted or uses an unsupported codec") from error
+        notices.append(f"avatar video {path.name} is damaged after frame {len(frames)}; using the frames before it")
+    return frames, notices
