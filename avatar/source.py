@@ -113,7 +113,7 @@ def _decode_video(path: Path, max_seconds: float, max_height: int) -> tuple[list
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
         raise UserError(
-            f"cannot open {path.name}: not a supported image (PNG, JPEG, WebP, BMP) or video file"
+            f"cannot open {path.name}: it is damaged or not a supported image (PNG, JPEG, WebP, BMP) or video file"
         ) from error
     with container:
         if not container.streams.video:
