@@ -152,21 +152,11 @@ def _read_frames(
     max_seconds: float,
     max_height: int,
 ) -> tuple[list[np.ndarray], list[str]]:
-    width, height = stream.codec_context.width, stream.codec_context.height
-    target_height = min(max_height, height) if height else max_height
-    notices: list[str] = []
-    if width and height:
-        expected_frames = max(1.0, fps * min(max_seconds, _declared_seconds(container, stream) or max_seconds))
-        bytes_per_row = 3 * width / height * target_height
-        budget_height = int(np.sqrt(VIDEO_MEMORY_BUDGET / expected_frames / (3 * width / height)))
-        if bytes_per_row * target_height * expected_frames > VIDEO_MEMORY_BUDGET and budget_height < target_height:
-            target_height = max(MIN_IMAGE_SIDE, budget_height - budget_height % 2)
-            notices.append(
-                f"avatar video {path.name} was scaled to {target_height} px high to keep its frames in memory "
-                "(use a shorter clip for full resolution)"
-            )
+    expected_frames = max(1.0, fps * min(max_seconds, _declared_seconds(container, stream) or max_seconds))
     limit = int(np.ceil(max_seconds * fps)) + 1
     frames: list[np.ndarray] = []
+    notices: list[str] = []
+    target_height = max_height
     try:
         for frame in container.decode(stream):
             if len(frames) >= limit:
@@ -174,9 +164,34 @@ def _read_frames(
                     f"avatar video {path.name} is longer than {max_seconds:.0f} s "
                     "(trim it to a 5–60 s clip of the face)"
                 )
-            frames.append(_fit_height(frame.to_ndarray(format="bgr24"), target_height))
+            image = _upright(frame.to_ndarray(format="bgr24"), frame.rotation)
+            if not frames:
+                target_height = _height_within_budget(image.shape[1], image.shape[0], expected_frames, max_height)
+                if target_height < min(max_height, image.shape[0]):
+                    notices.append(
+                        f"avatar video {path.name} was scaled to {target_height} px high to keep its frames in "
+                        "memory (use a shorter clip for full resolution)"
+                    )
+            frames.append(_fit_height(image, target_height))
     except av.error.FFmpegError as error:
         if not frames:
             raise UserError(f"avatar video {path.name} is corrupted or uses an unsupported codec") from error
         notices.append(f"avatar video {path.name} is damaged after frame {len(frames)}; using the frames before it")
     return frames, notices
+
+
+def _upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """Apply the container's display rotation (phones store portrait video sideways plus a rotation tag)."""
+    quarter_turns = round(rotation / 90) % 4
+    codes = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+    return cv2.rotate(image, codes[quarter_turns]) if quarter_turns else image
+
+
+def _height_within_budget(width: int, height: int, expected_frames: float, max_height: int) -> int:
+    """The frame height that keeps the whole decoded clip under VIDEO_MEMORY_BUDGET bytes."""
+    target = min(max_height, height)
+    aspect = width / height
+    if 3 * aspect * target * target * expected_frames <= VIDEO_MEMORY_BUDGET:
+        return target
+    budget = int(np.sqrt(VIDEO_MEMORY_BUDGET / expected_frames / (3 * aspect)))
+    return max(MIN_IMAGE_SIDE, budget - budget % 2)

@@ -19,11 +19,13 @@ PORTRAIT = ROOT / "assets" / "avatars" / "astronaut.png"
 SPEECH = ROOT / "tests" / "data" / "audio" / "en" / "hello_world.wav"
 
 
-def _write_video(path: Path, frames: list[np.ndarray], fps: int = 25) -> None:
+def _write_video(path: Path, frames: list[np.ndarray], fps: int = 25, rotation: int = 0) -> None:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
         stream.pix_fmt = "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
         container.mux(stream.encode())
@@ -86,6 +88,25 @@ def test_video_frames_and_rate(tmp_path: Path) -> None:
     assert len(source.frames) == 50
     assert source.frames[0].shape == (512, 512, 3)
     assert source.digest == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_phone_video_rotation_is_applied(tmp_path: Path) -> None:
+    """Phones store portrait video sideways with a display rotation; the frames must come out upright."""
+    upright = cv2.imread(str(PORTRAIT))[:, 64:448]
+    sideways = cv2.rotate(upright, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    path = tmp_path / "phone.mp4"
+    _write_video(path, [sideways] * 10, rotation=-90)
+    frame = load_source(path).frames[0]
+    assert frame.shape == upright.shape
+    assert np.abs(frame.astype(int) - upright).mean() < 4
+
+
+def test_long_high_resolution_video_is_scaled_to_fit_memory() -> None:
+    from avatar.source import VIDEO_MEMORY_BUDGET, _height_within_budget
+
+    assert _height_within_budget(1920, 1080, 25 * 8, 1080) == 1080
+    height = _height_within_budget(1920, 1080, 25 * 60, 1080)
+    assert height < 1080 and 3 * height * height * 1920 / 1080 * 25 * 60 <= VIDEO_MEMORY_BUDGET
 
 
 def test_video_longer_than_limit_is_refused(tmp_path: Path) -> None:
