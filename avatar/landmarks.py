@@ -184,7 +184,7 @@ def eye_openings(face: FaceLandmarks) -> tuple[float, float]:
 _meshes = threading.local()
 
 
-def _static_mesh(max_faces: int) -> mp_face_mesh.FaceMesh:
+def static_face_mesh(max_faces: int) -> mp_face_mesh.FaceMesh:
     """One static-image mesh per thread and face count: mediapipe graphs are not safe to share across threads."""
     cache: dict[int, mp_face_mesh.FaceMesh] = _meshes.__dict__.setdefault("static", {})
     if max_faces not in cache:
@@ -194,7 +194,8 @@ def _static_mesh(max_faces: int) -> mp_face_mesh.FaceMesh:
     return cache[max_faces]
 
 
-def _to_faces(result: object, x0: float, y0: float, width: float, height: float) -> list[FaceLandmarks]:
+def faces_from_result(result: object, x0: float, y0: float, width: float, height: float) -> list[FaceLandmarks]:
+    """mediapipe's normalised landmarks for an image region (x0, y0, width, height) as source-pixel faces."""
     faces = []
     for face in getattr(result, "multi_face_landmarks", None) or []:
         raw = np.array([(lm.x, lm.y, lm.z) for lm in face.landmark], dtype=np.float32)
@@ -211,7 +212,7 @@ def _run(mesh: mp_face_mesh.FaceMesh, image_bgr: np.ndarray, box: tuple[int, int
     if upscale != 1.0:
         crop = cv2.resize(crop, (round(w * upscale), round(h * upscale)), interpolation=cv2.INTER_CUBIC)
     result = mesh.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
-    return _to_faces(result, x0, y0, w, h)
+    return faces_from_result(result, x0, y0, w, h)
 
 
 def _tile_levels(width: int, height: int) -> list[list[tuple[int, int, int, int]]]:
@@ -254,7 +255,7 @@ def detect_faces(image_bgr: np.ndarray, max_faces: int = 4) -> list[FaceLandmark
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
         raise ValueError("detect_faces expects a BGR uint8 image")
     height, width = image_bgr.shape[:2]
-    mesh = _static_mesh(max_faces)
+    mesh = static_face_mesh(max_faces)
     faces = _run(mesh, image_bgr, (0, 0, width, height), 1.0)
     if faces:
         return _largest_first(faces)
