@@ -1,0 +1,224 @@
+"""The face's deformation rig: where the mouth, lids and brows go for a given set of controls.
+
+Everything is measured in a face frame (origin between the inner mouth corners, x along the eye
+line, y down) and in face units (the inter-ocular distance), so one set of constants fits every
+photo size. The rig only moves control landmarks; `mesh_warp.harmonic_fill` spreads the motion to
+the rest of the face and fades it to zero at the patch border.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatar import landmarks as lm
+
+OPEN_MAX = 0.27
+"""Inner-lip gap at the mouth centre when fully open, in face units (a wide 'ah')."""
+UPPER_SHARE_OF_CLOSING = 0.45
+"""When a photo's open mouth is closed, the upper lip covers this share of the gap, the lower lip the rest."""
+UPPER_SHARE_OF_OPENING = 0.18
+"""When the mouth opens the upper lip lifts a little; the jaw carries the rest."""
+BROW_RAISE = 0.08
+BLINK_MEET = 0.88
+"""Where the lids meet in a blink, as a fraction of the way from the upper to the lower lid."""
+NOSE_BRIDGE = (168, 6, 197, 195, 5, 4, 1, 2, 94, 19)
+IRIS = set(range(468, 478))
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    origin: np.ndarray
+    ex: np.ndarray
+    ey: np.ndarray
+    iod: float
+
+    def to_face(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = np.asarray(xy, dtype=np.float64) - self.origin
+        return d @ self.ex, d @ self.ey
+
+    def to_image(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return self.origin + np.multiply.outer(u, self.ex) + np.multiply.outer(v, self.ey)
+
+    def vector(self, du: np.ndarray, dv: np.ndarray) -> np.ndarray:
+        return np.multiply.outer(du, self.ex) + np.multiply.outer(dv, self.ey)
+
+
+def face_frame(xy: np.ndarray) -> FaceFrame:
+    right_eye = xy[lm.RIGHT_EYE].mean(axis=0)  # image left
+    left_eye = xy[lm.LEFT_EYE].mean(axis=0)
+    across = (left_eye - right_eye).astype(np.float64)
+    iod = float(np.linalg.norm(across))
+    ex = across / iod
+    ey = np.array([-ex[1], ex[0]])
+    origin = xy[lm.INNER_MOUTH_CORNERS].mean(axis=0).astype(np.float64)
+    return FaceFrame(origin, ex, ey, iod)
+
+
+def _sorted_curve(frame: FaceFrame, xy: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    u, v = frame.to_face(xy[ids])
+    order = np.argsort(u)
+    return u[order], v[order]
+
+
+@dataclass(frozen=True)
+class LipTargets:
+    """Where the inner lip contours go, for painting the mouth interior (face coordinates, sorted by u)."""
+
+    upper_u: np.ndarray
+    upper_v: np.ndarray
+    lower_u: np.ndarray
+    lower_v: np.ndarray
+    width_scale: float
+    upper_shift: float
+    """How far the upper lip's centre moved down (face px): the upper teeth move with it."""
+
+
+class MouthRig:
+    """Lip and jaw control displacements for an opening `o` (-1 pressed … 0 closed … 1 wide) and shape `s`
+    (-1 rounded … +1 spread), starting from whatever the photo's mouth does (a smile with parted lips
+    is closed first, so that zero means a closed mouth)."""
+
+    def __init__(self, xy: np.ndarray, frame: FaceFrame) -> None:
+        self.frame = frame
+        self.xy = xy
+        self.iod = frame.iod
+        self.upper_u, self.upper_v = _sorted_curve(frame, xy, lm.LIPS_INNER_UPPER)
+        self.lower_u, self.lower_v = _sorted_curve(frame, xy, lm.LIPS_INNER_LOWER)
+        u_corners, _ = frame.to_face(xy[lm.INNER_MOUTH_CORNERS])
+        self.half_width = float(max(abs(u_corners).max(), 0.2 * self.iod))
+        self.source_gap = np.maximum(self._interp_lower(self.upper_u) - self.upper_v, 0.0)
+        _, v_chin = frame.to_face(xy[lm.CHIN])
+        self.chin_v = float(max(v_chin, 0.3 * self.iod))
+        _, v_nose = frame.to_face(xy[2])
+        self.nose_v = float(v_nose)
+
+    def _interp_upper(self, u: np.ndarray) -> np.ndarray:
+        return np.interp(u, self.upper_u, self.upper_v)
+
+    def _interp_lower(self, u: np.ndarray) -> np.ndarray:
+        return np.interp(u, self.lower_u, self.lower_v)
+
+    def gap_at(self, u: np.ndarray) -> np.ndarray:
+        return np.maximum(self._interp_lower(u) - self._interp_upper(u), 0.0)
+
+    @property
+    def centre_gap(self) -> float:
+        return float(self.gap_at(np.array([0.0]))[0])
+
+    def _profile(self, u: np.ndarray) -> np.ndarray:
+        return np.clip(np.abs(u) / self.half_width, 0.0, 1.0)
+
+    def controls(self, opening: float, shape: float) -> tuple[dict[int, np.ndarray], set[int], LipTargets]:
+        """(displacements of control landmarks in image px, landmarks pinned at zero, inner-lip targets)."""
+        iod = self.iod
+        op, press = max(opening, 0.0), max(-opening, 0.0)
+        spread, rnd = max(shape, 0.0), max(-shape, 0.0)
+        k = 1.0 + 0.08 * spread - 0.22 * rnd
+        gmax = OPEN_MAX * iod * op * (1.0 - 0.3 * spread - 0.1 * rnd)
+        exponent = 0.5 + 0.3 * spread - 0.25 * rnd
+
+        def gap(u: np.ndarray) -> np.ndarray:
+            return gmax * (1.0 - self._profile(u) ** 2) ** exponent
+
+        def drop(u: np.ndarray) -> np.ndarray:
+            return (0.25 * gmax - 0.05 * iod * spread) * self._profile(u) ** 2
+
+        def mid(u: np.ndarray) -> np.ndarray:
+            return self._interp_upper(u) + UPPER_SHARE_OF_CLOSING * self.gap_at(u)
+
+        def upper_dv(u: np.ndarray) -> np.ndarray:
+            return mid(u) - UPPER_SHARE_OF_OPENING * gap(u) + drop(u) - self._interp_upper(u)
+
+        def lower_dv(u: np.ndarray) -> np.ndarray:
+            return mid(u) + (1.0 - UPPER_SHARE_OF_OPENING) * gap(u) + drop(u) - self._interp_lower(u)
+
+        moves: dict[int, np.ndarray] = {}
+
+        def put(ids: np.ndarray, dv_fn: Callable[[np.ndarray], np.ndarray], extra: float = 0.0) -> None:
+            u, _ = self.frame.to_face(self.xy[ids])
+            bulge = 1.0 - self._profile(u) ** 2
+            dv = dv_fn(u) + extra * bulge
+            du = u * (k - 1.0)
+            for i, d in zip(ids.tolist(), self.frame.vector(du, dv), strict=True):
+                moves[i] = d
+
+        lip_press = 0.06 * iod * press
+        pucker = 0.03 * iod * rnd
+        put(lm.LIPS_INNER_UPPER, upper_dv)
+        put(lm.LIPS_INNER_LOWER[1:-1], lower_dv)
+        put(lm.LIPS_OUTER_UPPER, lambda u: 0.8 * upper_dv(u), extra=lip_press - pucker)
+        put(lm.LIPS_OUTER_LOWER[1:-1], lower_dv, extra=-lip_press + pucker)
+        for outer, inner in zip(lm.MOUTH_CORNERS.tolist(), lm.INNER_MOUTH_CORNERS.tolist(), strict=True):
+            moves[outer] = moves[inner]
+
+        jaw = 1.1 * (1.0 - UPPER_SHARE_OF_OPENING) * gmax
+        _, oval_v = self.frame.to_face(self.xy[lm.FACE_OVAL])
+        pinned: set[int] = set()
+        for i, v in zip(lm.FACE_OVAL.tolist(), oval_v, strict=True):
+            if v <= 0.0:
+                pinned.add(i)
+            else:
+                w = float(np.clip(v / self.chin_v, 0.0, 1.0) ** 1.5)
+                moves[i] = self.frame.vector(np.array(0.0), np.array(jaw * w))
+        _, all_v = self.frame.to_face(self.xy)
+        pinned |= {int(i) for i in np.flatnonzero(all_v < self.nose_v)} - set(moves)
+        pinned |= set(NOSE_BRIDGE) - set(moves)
+
+        uu = np.linspace(-self.half_width * k, self.half_width * k, 41)
+        targets = LipTargets(
+            upper_u=uu,
+            upper_v=self._interp_upper(uu / k) + upper_dv(uu / k),
+            lower_u=uu,
+            lower_v=self._interp_lower(uu / k) + lower_dv(uu / k),
+            width_scale=k,
+            upper_shift=float(upper_dv(np.array([0.0]))[0]),
+        )
+        return moves, pinned, targets
+
+
+class EyeRig:
+    """Lid and brow control displacements: blink 0 (open) … 1 (closed), brow 0 (rest) … 1 (raised)."""
+
+    def __init__(self, xy: np.ndarray, frame: FaceFrame) -> None:
+        self.frame = frame
+        self.xy = xy
+
+    def controls(self, blink: float, brow: float) -> tuple[dict[int, np.ndarray], set[int]]:
+        moves: dict[int, np.ndarray] = {}
+        iod = self.frame.iod
+        for upper, lower in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER), (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)):
+            lu, lv = _sorted_curve(self.frame, self.xy, lower)
+            uu, uv = _sorted_curve(self.frame, self.xy, upper)
+            for i in (upper[0], upper[-1]):
+                moves[int(i)] = np.zeros(2)
+            u, v = self.frame.to_face(self.xy[upper[1:-1]])
+            gap = np.maximum(np.interp(u, lu, lv) - v, 0.0)
+            for i, d in zip(upper[1:-1].tolist(), self.frame.vector(0.0 * u, BLINK_MEET * blink * gap), strict=True):
+                moves[i] = d
+            u, v = self.frame.to_face(self.xy[lower[1:-1]])
+            gap = np.maximum(v - np.interp(u, uu, uv), 0.0)
+            for i, d in zip(
+                lower[1:-1].tolist(), self.frame.vector(0.0 * u, -(1 - BLINK_MEET) * blink * gap), strict=True
+            ):
+                moves[i] = d
+        for ids in (lm.RIGHT_BROW, lm.LEFT_BROW):
+            for i in ids.tolist():
+                moves[i] = self.frame.vector(np.array(0.0), np.array(-BROW_RAISE * iod * brow))
+        return moves, set(NOSE_BRIDGE)
+
+
+def eye_region(xy: np.ndarray, iod: float) -> tuple[float, float, float, float]:
+    ids = np.concatenate([lm.RIGHT_EYE, lm.LEFT_EYE, lm.RIGHT_BROW, lm.LEFT_BROW])
+    lo, hi = xy[ids].min(axis=0), xy[ids].max(axis=0)
+    return lo[0] - 0.35 * iod, lo[1] - 0.4 * iod, hi[0] + 0.35 * iod, hi[1] + 0.3 * iod
+
+
+def mouth_region(xy: np.ndarray, frame: FaceFrame) -> tuple[float, float, float, float]:
+    iod = frame.iod
+    corners = frame.to_image(np.array([-1.25 * iod, 1.25 * iod]), np.array([0.0, 0.0]))
+    chin = xy[lm.CHIN]
+    top = xy[lm.NOSE_TIP][1] + 0.05 * iod
+    return corners[:, 0].min(), top, corners[:, 0].max(), chin[1] + 0.55 * iod

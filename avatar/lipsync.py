@@ -1,0 +1,116 @@
+"""Mouth controls for one video frame from its own audio slice and, when the TTS gave them, visemes.
+
+Lag is zero by construction: a frame's opening comes from a window centred on that frame's audio
+(half a frame either side, the look-ahead taken from audio already queued). Silence is gated with
+hysteresis, so a quiet stretch gives exactly the closed mouth and no twitching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import erf
+
+from core.events import Viseme
+
+GATE_ON_DB = -44.0
+GATE_OFF_DB = -50.0
+FLOOR_DB = -50.0
+COARTICULATION_SECONDS = 0.035
+"""Each viseme's influence spreads over a Gaussian this wide: shapes blend instead of snapping."""
+
+# (opening -0.25 pressed … 1 wide, shape -1 rounded … +1 spread, dominance)
+VISEME_TARGETS: dict[Viseme, tuple[float, float, float]] = {
+    Viseme.SIL: (0.0, 0.0, 0.6),
+    Viseme.PP: (-0.25, 0.0, 4.0),
+    Viseme.FF: (0.08, 0.3, 2.0),
+    Viseme.TH: (0.25, 0.2, 1.0),
+    Viseme.DD: (0.35, 0.2, 0.8),
+    Viseme.KK: (0.45, 0.1, 0.7),
+    Viseme.CH: (0.3, -0.5, 1.2),
+    Viseme.SS: (0.15, 0.6, 1.2),
+    Viseme.NN: (0.25, 0.1, 0.8),
+    Viseme.RR: (0.3, -0.5, 1.0),
+    Viseme.AA: (1.0, 0.0, 1.0),
+    Viseme.E: (0.6, 0.7, 1.0),
+    Viseme.IH: (0.4, 0.8, 1.0),
+    Viseme.OH: (0.75, -0.8, 1.2),
+    Viseme.OU: (0.35, -1.0, 1.5),
+}
+
+
+@dataclass(frozen=True)
+class MouthState:
+    opening: float
+    """-0.25 (pressed) … 0 (closed) … 1 (wide open)."""
+    shape: float
+    energy: float
+    """0..1 loudness of the frame, for head motion."""
+    voiced: bool
+
+
+class MouthDriver:
+    def __init__(self, sample_rate: int, samples_per_frame: int) -> None:
+        self.sample_rate = sample_rate
+        self.spf = samples_per_frame
+        self._gate = False
+        n = 2 * samples_per_frame
+        self._window = np.hanning(n).astype(np.float32)
+        self._freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+        self._low = (self._freqs >= 150) & (self._freqs < 900)
+        self._mid = (self._freqs >= 900) & (self._freqs < 2600)
+        self._high = (self._freqs >= 3000) & (self._freqs < 8000)
+
+    def reset(self) -> None:
+        self._gate = False
+
+    def step(self, window: np.ndarray, visemes: list[tuple[Viseme, float, float]], centre: float) -> MouthState:
+        """`window`: float audio of two frames centred on this frame; `visemes`: (class, start, end) in seconds
+        on the same timeline as `centre` (the frame's centre time)."""
+        x = window * self._window
+        rms = float(np.sqrt(np.mean(x * x) * 1.6 + 1e-12))
+        db = 20.0 * np.log10(rms + 1e-9)
+        self._gate = db > (GATE_OFF_DB if self._gate else GATE_ON_DB)
+        if not self._gate:
+            return MouthState(0.0, 0.0, 0.0, False)
+        level = float(np.clip((db - FLOOR_DB) / 34.0, 0.0, 1.0))
+        spectrum = np.abs(np.fft.rfft(x)) ** 2
+        low = float(spectrum[self._low].sum()) + 1e-9
+        mid = float(spectrum[self._mid].sum()) + 1e-9
+        high = float(spectrum[self._high].sum()) + 1e-9
+        hiss = high / (low + mid + high)
+        if visemes:
+            opening, shape = _from_visemes(visemes, centre)
+            opening = opening * (0.45 + 0.55 * level) if opening > 0 else opening
+        else:
+            opening = level**1.3 * (1.0 - 0.6 * hiss)
+            shape = float(np.clip(1.4 * (np.log10(mid / low) + 0.35), -1.0, 1.0))
+            shape = float(np.clip(shape + 0.8 * hiss, -1.0, 1.0))
+        return MouthState(float(np.clip(opening, -0.25, 1.0)), shape, level, True)
+
+
+def _from_visemes(visemes: list[tuple[Viseme, float, float]], centre: float) -> tuple[float, float]:
+    """Dominance-weighted Gaussian blend of the viseme targets around `centre` (coarticulation)."""
+    scale = np.sqrt(2.0) * COARTICULATION_SECONDS
+    weights, opens, shapes = [], [], []
+    covered = 0.0
+    for viseme, start, end in visemes:
+        share = 0.5 * (erf((end - centre) / scale) - erf((start - centre) / scale))
+        if share <= 1e-4:
+            continue
+        o, s, dominance = VISEME_TARGETS[viseme]
+        covered += share
+        weights.append(share * dominance)
+        opens.append(o)
+        shapes.append(s)
+    rest = max(0.0, 1.0 - covered)
+    o, s, dominance = VISEME_TARGETS[Viseme.SIL]
+    weights.append(rest * dominance)
+    opens.append(o)
+    shapes.append(s)
+    w = np.asarray(weights)
+    total = float(w.sum())
+    if total <= 0:
+        return 0.0, 0.0
+    return float(w @ np.asarray(opens) / total), float(w @ np.asarray(shapes) / total)

@@ -1,0 +1,90 @@
+"""Exact piecewise-affine mesh warps and smooth displacement fill-in, used at preparation time.
+
+A face deformation is specified on a few control vertices (lips, lids, brows, jaw line); the rest of
+the mesh follows by harmonic interpolation, and the deformed mesh is rasterised into a dense
+backward map for `cv2.remap`. This is too slow per frame (milliseconds), which is why the renderer
+only does it while preparing its patch banks.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import spsolve
+from scipy.spatial import Delaunay
+
+
+def rect_ring(width: int, height: int, per_side: int) -> np.ndarray:
+    """Points along the border of a width×height patch (pixel-centre coordinates), corners included."""
+    xs = np.linspace(0.0, width - 1.0, per_side + 1)
+    ys = np.linspace(0.0, height - 1.0, per_side + 1)
+    top = np.stack([xs, np.zeros_like(xs)], axis=1)
+    bottom = np.stack([xs, np.full_like(xs, height - 1.0)], axis=1)
+    left = np.stack([np.zeros_like(ys[1:-1]), ys[1:-1]], axis=1)
+    right = np.stack([np.full_like(ys[1:-1], width - 1.0), ys[1:-1]], axis=1)
+    return np.concatenate([top, bottom, left, right]).astype(np.float64)
+
+
+def triangulate(points: np.ndarray) -> np.ndarray:
+    return Delaunay(points).simplices.astype(np.int32)
+
+
+def _edges(triangles: np.ndarray) -> np.ndarray:
+    e = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    e.sort(axis=1)
+    return np.unique(e, axis=0)
+
+
+def harmonic_fill(n_points: int, triangles: np.ndarray, fixed: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Displacements for every vertex: `values` on the `fixed` ones, the graph-harmonic blend elsewhere.
+
+    Harmonic interpolation has no overshoot, so a free vertex never moves further than the controls
+    around it: the cheeks follow the mouth corners and the neck the chin, fading to zero at the
+    patch border (whose ring is fixed at zero), and nothing folds over.
+    """
+    edges = _edges(triangles)
+    rows = np.concatenate([edges[:, 0], edges[:, 1]])
+    cols = np.concatenate([edges[:, 1], edges[:, 0]])
+    adjacency = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_points, n_points))
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    laplacian = sparse.diags(degree) - adjacency
+    free = ~fixed
+    out = np.zeros((n_points, values.shape[1]), dtype=np.float64)
+    out[fixed] = values[fixed]
+    if free.any():
+        lff = laplacian[free][:, free].tocsc()
+        rhs = -laplacian[free][:, fixed] @ out[fixed]
+        solved = spsolve(lff, rhs)
+        out[free] = solved.reshape(-1, values.shape[1])
+    return out
+
+
+def backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Dense (h, w, 2) float32 map: for each pixel of the deformed patch, where to sample the source.
+
+    Each destination triangle is rasterised with its index; every pixel then applies its triangle's
+    affine dst→src transform, which is exact piecewise-affine warping (shared edges agree, so there
+    are no cracks). Pixels no triangle covers keep the identity.
+    """
+    width, height = size
+    ids = np.full((height, width), -1, dtype=np.int32)
+    dst_tri = dst[triangles]
+    src_tri = src[triangles]
+    area = np.cross(dst_tri[:, 1] - dst_tri[:, 0], dst_tri[:, 2] - dst_tri[:, 0])
+    good = np.abs(area) > 1e-6
+    for t in np.flatnonzero(good):
+        poly = np.round(dst_tri[t] * 16.0).astype(np.int32)
+        cv2.fillConvexPoly(ids, poly, int(t), lineType=cv2.LINE_8, shift=4)
+    homogeneous = np.concatenate([dst_tri, np.ones((len(triangles), 3, 1))], axis=2)
+    safe = homogeneous.copy()
+    safe[~good] = np.eye(3)
+    affine = np.linalg.solve(safe, src_tri)  # (T, 3, 2): [x y 1] @ affine = src
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    out = np.stack([xs, ys], axis=2)
+    covered = ids >= 0
+    a = affine[ids[covered]]
+    px, py = xs[covered], ys[covered]
+    out[covered, 0] = px * a[:, 0, 0] + py * a[:, 1, 0] + a[:, 2, 0]
+    out[covered, 1] = px * a[:, 0, 1] + py * a[:, 1, 1] + a[:, 2, 1]
+    return out.astype(np.float32)

@@ -1,0 +1,142 @@
+"""What shows between parted lips: upper teeth on the upper jaw, lower teeth and tongue on the lower
+jaw, a dark cavity behind, all with soft edges.
+
+The photo's own teeth are reused when it shows them (the sample point moves with the upper lip,
+so they stay on the upper jaw); otherwise teeth are synthesised and colour-matched to the face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from avatar import landmarks as lm
+from avatar.face_rig import FaceFrame, LipTargets, MouthRig
+
+MIN_TEETH_GAP = 0.05
+"""A photo's lip gap (face units) from which its visible teeth are reused."""
+
+
+@dataclass(frozen=True)
+class MouthColours:
+    lips: np.ndarray
+    skin: np.ndarray
+    teeth: np.ndarray
+    reuse_teeth: bool
+
+
+def _mean_in(image: np.ndarray, polygon: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
+    if exclude is not None:
+        cv2.fillPoly(mask, [np.round(exclude).astype(np.int32)], 0)
+    if mask.sum() == 0:
+        return np.array([90.0, 100.0, 150.0])
+    return np.array(cv2.mean(image, mask)[:3])
+
+
+def analyse_mouth(image: np.ndarray, xy: np.ndarray, rig: MouthRig) -> MouthColours:
+    """Lip, skin and teeth colours, and whether the photo shows teeth worth reusing."""
+    lips = _mean_in(image, xy[lm.LIPS_OUTER], xy[lm.LIPS_INNER])
+    cheek_ids = [50, 280, 205, 425]
+    skin = np.median(image[np.round(xy[cheek_ids, 1]).astype(int), np.round(xy[cheek_ids, 0]).astype(int)], axis=0)
+    skin = skin.astype(np.float64)
+    reuse = False
+    teeth = np.clip(np.array([205.0, 218.0, 228.0]) * (0.55 + 0.45 * skin.mean() / 170.0), 60, 240)
+    if rig.centre_gap > MIN_TEETH_GAP * rig.iod:
+        mask = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(xy[lm.LIPS_INNER]).astype(np.int32)], 255)
+        inner = image[mask > 0].astype(np.float64)
+        if len(inner) >= 8:
+            bright = inner[inner.sum(axis=1) >= np.percentile(inner.sum(axis=1), 70)]
+            if bright.mean() > 0.85 * skin.mean():
+                reuse = True
+                teeth = bright.mean(axis=0)
+    return MouthColours(lips=lips, skin=skin, teeth=teeth, reuse_teeth=reuse)
+
+
+def _smooth(edge: np.ndarray, width: float) -> np.ndarray:
+    """0 → 1 ramp of `width` px centred on 0 (anti-aliased edges)."""
+    return np.clip(edge / max(width, 1e-6) + 0.5, 0.0, 1.0)
+
+
+def paint_interior(
+    patch: np.ndarray,
+    origin: tuple[int, int],
+    image: np.ndarray,
+    frame: FaceFrame,
+    rig: MouthRig,
+    targets: LipTargets,
+    colours: MouthColours,
+) -> None:
+    """Paint the mouth opening of one mouth shape into `patch` (in place)."""
+    h, w = patch.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    u, v = frame.to_face(np.stack([xs + origin[0], ys + origin[1]], axis=2))
+    left, right = targets.upper_u[0], targets.upper_u[-1]
+    inside_u = (u > left) & (u < right)
+    top = np.interp(u, targets.upper_u, targets.upper_v)
+    bottom = np.interp(u, targets.lower_u, targets.lower_v)
+    gap = bottom - top
+    depth = v - top  # below the upper lip
+    height = bottom - v  # above the lower lip
+    alpha = np.minimum(_smooth(depth, 1.0), _smooth(height, 1.0)) * inside_u * (gap > 0.4)
+    if not alpha.any():
+        return
+    iod = frame.iod
+    k = targets.width_scale
+    u_src = u / k
+    lateral = np.clip(np.abs(u_src) / rig.half_width, 0.0, 1.0)
+    side_shade = (1.0 - 0.45 * lateral**2)[..., None]
+
+    back = np.clip(depth / np.maximum(gap, 1e-6), 0.0, 1.0)
+    cavity_shade = (0.28 + 0.18 * np.sin(np.pi * back)) * (1.0 - 0.45 * lateral**2)
+    cavity = colours.lips[None, None, :] * cavity_shade[..., None]
+    out = np.broadcast_to(cavity, (h, w, 3)).copy()
+
+    open_gap = np.maximum(gap, 0.0)
+    centre_bottom = float(np.interp(0.0, targets.lower_u, targets.lower_v))
+    centre_gap = max(centre_bottom - float(np.interp(0.0, targets.upper_u, targets.upper_v)), 1e-6)
+    tongue_r = np.sqrt((u / (0.62 * rig.half_width * k)) ** 2 + ((v - centre_bottom) / (0.5 * centre_gap)) ** 2)
+    tongue_a = _smooth(1.0 - tongue_r, 0.25) * np.clip((centre_gap - 0.08 * iod) / (0.06 * iod), 0.0, 1.0)
+    tongue_colour = 0.7 * colours.lips + 0.3 * np.array([105.0, 110.0, 190.0])
+    tongue_shade = 0.55 + 0.35 * np.clip(1.0 - tongue_r, 0.0, 1.0) ** 0.5
+    tongue = tongue_colour[None, None, :] * tongue_shade[..., None]
+    out = out + (tongue - out) * tongue_a[..., None]
+
+    lower_height = np.minimum(0.05 * iod, 0.22 * open_gap) * np.clip(1.0 - 1.6 * lateral**2, 0.0, 1.0)
+    lower_a = _smooth(lower_height - height, 1.0) * np.clip((open_gap - 0.1 * iod) / (0.06 * iod), 0.0, 1.0)
+    seams = _seams(u_src, rig.half_width)
+    lower = colours.teeth[None, None, :] * 0.8 * side_shade * seams[..., None]
+    out = out + (lower - out) * lower_a[..., None]
+
+    if colours.reuse_teeth:
+        src_gap = rig.gap_at(u_src)
+        upper_height = 0.8 * src_gap
+        sample_depth = np.clip(depth, 0.0, 0.7 * src_gap)
+        src_v = np.interp(u_src, rig.upper_u, rig.upper_v) + sample_depth
+        pts = frame.to_image(u_src, src_v).astype(np.float32)
+        upper = cv2.remap(image, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        upper = upper.astype(np.float64)
+    else:
+        upper_height = 0.12 * iod * (1.0 - 0.5 * lateral**2)
+        rel = np.clip(depth / np.maximum(upper_height, 1e-6), 0.0, 1.0)
+        vertical = 0.86 + 0.14 * np.sin(np.pi * np.clip(rel * 1.3, 0.0, 1.0))
+        upper = colours.teeth[None, None, :] * (side_shade[..., 0] * seams * vertical)[..., None]
+    lip_shadow = 0.7 + 0.3 * np.clip(depth / max(0.03 * iod, 1.0), 0.0, 1.0)
+    upper = upper * lip_shadow[..., None]
+    upper_a = _smooth(upper_height - depth, 1.2)
+    out = out + (upper - out) * upper_a[..., None]
+
+    base = patch.astype(np.float64)
+    blended = base + (out - base) * alpha[..., None]
+    patch[:] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def _seams(u_src: np.ndarray, half_width: float) -> np.ndarray:
+    """Faint darker lines between synthesised teeth (incisors wide at the centre, narrower to the side)."""
+    edges = np.array([0.0, 0.2, 0.38, 0.54, 0.68, 0.8]) * half_width
+    d = np.min(np.abs(np.abs(u_src)[..., None] - edges), axis=-1)
+    return 1.0 - 0.18 * np.exp(-((d / 0.6) ** 2))

@@ -1,0 +1,337 @@
+"""Prepare an avatar once: landmarks, face rig, and banks of pre-rendered mouth and eye patches, cached on disk.
+
+Per frame the renderer then only blends a few small patches and does one small remap for head
+motion, which is what makes hundreds of frames per second possible on one CPU core. All the
+expensive, quality-critical work (exact mesh warps, the mouth interior) happens here, once per
+avatar; the result is keyed by the file's hash, the renderer version and the parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from avatar import landmarks as lm
+from avatar.face_rig import OPEN_MAX, EyeRig, FaceFrame, MouthRig, eye_region, face_frame, mouth_region
+from avatar.mouth_interior import analyse_mouth, paint_interior
+from avatar.patch_mesh import PatchMesh, Rect, clip_rect
+from avatar.source import load_source
+from core.errors import UserError
+
+RENDERER_VERSION = "realtime-1"
+SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
+BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
+BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
+PRESS_LEVEL = -0.25
+"""The 'opening' of pressed lips (p, b, m): a little beyond closed."""
+MAX_OPEN_STEP_PX = 1.2
+"""Neighbouring mouth patches differ by at most this lip travel, so blending them never ghosts."""
+
+_ARRAYS = (
+    "image", "points", "mouth_bank", "open_levels", "eye_bank", "head_weight",
+)  # fmt: skip
+
+
+@dataclass
+class PreparedAvatar:
+    image: np.ndarray
+    """The still frame everything is drawn on (BGR uint8, output size)."""
+    points: np.ndarray
+    """(478, 3) landmarks of the animated face in `image` pixels."""
+    roi: Rect
+    """The head region: every pixel outside it is the source's own in every frame."""
+    mouth_rect: Rect
+    eye_rect: Rect
+    mouth_bank: np.ndarray
+    """(openings, shapes, h, w, 3) uint8 mouth patches; opening levels in `open_levels`, shapes in SHAPE_LEVELS."""
+    open_levels: np.ndarray
+    eye_bank: np.ndarray
+    """(blink levels, brow levels, h, w, 3) uint8 eye-and-brow patches."""
+    head_weight: np.ndarray
+    """(roi h, roi w) float32: how much each head-region pixel follows head motion (0 at the region border)."""
+    pivot: tuple[float, float]
+    iod: float
+    teeth: str
+    source_name: str
+    digest: str
+    is_video: bool = False
+    cache_path: Path | None = None
+    prepare_seconds: float = 0.0
+    load_seconds: float = 0.0
+    from_cache: bool = False
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.shape[1], self.image.shape[0]
+
+    def summary(self) -> str:
+        fx, fy, fw, fh = lm.FaceLandmarks(self.points).bbox
+        mh, mw = self.mouth_bank.shape[2:4]
+        source = (
+            f"loaded from cache in {self.load_seconds * 1000:.0f} ms "
+            f"(first preparation took {self.prepare_seconds:.1f} s)"
+            if self.from_cache
+            else f"prepared in {self.prepare_seconds:.1f} s"
+        )
+        return (
+            f"{self.source_name}: {self.size[0]}×{self.size[1]} px, face {fw}×{fh} px at ({fx}, {fy}), "
+            f"eye distance {self.iod:.0f} px; head region {self.roi[2] - self.roi[0]}×{self.roi[3] - self.roi[1]} px; "
+            f"{self.mouth_bank.shape[0]}×{self.mouth_bank.shape[1]} mouth shapes of {mw}×{mh} px and "
+            f"{self.eye_bank.shape[0]}×{self.eye_bank.shape[1]} eye/brow states; teeth {self.teeth}; "
+            f"{source}; cache {self.cache_path}."
+        )
+
+
+def _file_digest(path: Path) -> str:
+    if not path.is_file():
+        return ""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _cache_file(cache_dir: Path, path: Path, digest: str, face_index: int | None, size: tuple[int, int] | None) -> Path:
+    key = hashlib.sha256(f"{digest}|{RENDERER_VERSION}|{face_index}|{size}".encode()).hexdigest()[:20]
+    return cache_dir / f"{path.stem[:40]}-{key}.npz"
+
+
+def prepare_avatar(
+    source: str | Path,
+    cache_dir: Path,
+    face_index: int | None = None,
+    output_size: tuple[int, int] | None = None,
+) -> tuple[PreparedAvatar, list[str]]:
+    """The prepared avatar for `source` and notices for the user; from the cache when nothing changed."""
+    path = Path(source)
+    size = tuple(int(v) for v in output_size) if output_size else None
+    if size is not None and (len(size) != 2 or min(size) < 64 or max(size) > 4096):
+        raise UserError(f"output size {output_size} is not usable: give [width, height] between 64 and 4096 px")
+    start = time.perf_counter()
+    digest = _file_digest(path)
+    cache_path = _cache_file(Path(cache_dir), path, digest, face_index, size) if digest else None
+    if cache_path is not None and cache_path.is_file():
+        cached = _load(cache_path, digest)
+        if cached is not None:
+            cached.load_seconds = time.perf_counter() - start
+            return cached, list(cached.notices)
+    loaded = load_source(path)
+    avatar = build_avatar(loaded.frames, path.name, loaded.digest, face_index, size, is_video=loaded.is_video)
+    avatar.notices = [*loaded.notices, *avatar.notices]
+    avatar.prepare_seconds = time.perf_counter() - start
+    if cache_path is not None:
+        try:
+            _save(cache_path, avatar)
+            avatar.cache_path = cache_path
+        except OSError as error:
+            avatar.notices.append(
+                f"could not write the avatar cache in {cache_dir} ({error.strerror}); preparing again next time"
+            )
+    return avatar, list(avatar.notices)
+
+
+def _pick_video_frame(frames: list[np.ndarray], face_index: int | None, name: str) -> tuple[int, list[str]]:
+    """The most frontal, closed-mouth frame among a sample of the clip."""
+    best, best_score = 0, np.inf
+    for i in np.linspace(0, len(frames) - 1, min(len(frames), 12)).astype(int):
+        faces = lm.detect_faces(frames[i])
+        if not faces:
+            continue
+        face = faces[face_index] if face_index is not None and face_index < len(faces) else faces[0]
+        yaw, pitch, _ = face.pose()
+        score = abs(yaw) / 10 + abs(pitch) / 15 + lm.mouth_opening(face) * 10
+        if score < best_score:
+            best, best_score = int(i), score
+    notice = (
+        f"video avatar {name}: animated from one still frame of the clip (frame {best}); "
+        "the clip's own motion is not used by the CPU renderer yet"
+    )
+    return best, [notice]
+
+
+def _fit(image: np.ndarray, size: tuple[int, int], centre: np.ndarray) -> np.ndarray:
+    """Scale to cover `size` and crop around the face."""
+    h, w = image.shape[:2]
+    tw, th = size
+    scale = max(tw / w, th / h)
+    resized = cv2.resize(
+        image,
+        (max(tw, round(w * scale)), max(th, round(h * scale))),
+        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
+    )
+    cx, cy = centre * scale
+    x0 = int(np.clip(round(cx - tw / 2), 0, resized.shape[1] - tw))
+    y0 = int(np.clip(round(cy - th / 2), 0, resized.shape[0] - th))
+    return np.ascontiguousarray(resized[y0 : y0 + th, x0 : x0 + tw])
+
+
+def build_avatar(
+    frames: list[np.ndarray],
+    name: str,
+    digest: str,
+    face_index: int | None = None,
+    size: tuple[int, int] | None = None,
+    is_video: bool = False,
+) -> PreparedAvatar:
+    notices: list[str] = []
+    index = 0
+    if is_video and len(frames) > 1:
+        index, notices = _pick_video_frame(frames, face_index, name)
+    image = frames[index]
+    face, notice = lm.select_face(lm.detect_faces(image), face_index, name)
+    if size is not None and (image.shape[1], image.shape[0]) != size:
+        image = _fit(image, size, face.center)
+        faces = lm.detect_faces(image)
+        face, _ = lm.select_face(faces, 0 if face_index is not None else None, name)
+    if notice:
+        notices.append(notice)
+    xy = face.xy.astype(np.float64)
+    h, w = image.shape[:2]
+    frame = face_frame(xy)
+    iod = frame.iod
+
+    eye_rect = clip_rect(eye_region(xy, iod), w, h)
+    mx0, my0, mx1, my1 = mouth_region(xy, frame)
+    mouth_rect = clip_rect((mx0, max(my0, eye_rect[3]), mx1, my1), w, h)
+
+    mouth_rig = MouthRig(xy, frame)
+    colours = analyse_mouth(image, xy, mouth_rig)
+    steps = max(12, int(np.ceil(OPEN_MAX * iod / MAX_OPEN_STEP_PX)))
+    open_levels = np.concatenate([[PRESS_LEVEL], np.linspace(0.0, 1.0, steps + 1)]).astype(np.float32)
+    mesh = PatchMesh(xy, mouth_rect, iod)
+    mw, mh = mesh.size
+    mouth_bank = np.empty((len(open_levels), len(SHAPE_LEVELS), mh, mw, 3), np.uint8)
+    for i, opening in enumerate(open_levels):
+        for j, shape in enumerate(SHAPE_LEVELS):
+            moves, pinned, targets = mouth_rig.controls(float(opening), float(shape))
+            maps = mesh.warp_map(moves, pinned)
+            patch = cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+            paint_interior(patch, mouth_rect[:2], image, frame, mouth_rig, targets, colours)
+            mouth_bank[i, j] = patch
+
+    eye_rig = EyeRig(xy, frame)
+    eye_mesh = PatchMesh(xy, eye_rect, iod)
+    ew, eh = eye_mesh.size
+    eye_bank = np.empty((len(BLINK_LEVELS), len(BROW_LEVELS), eh, ew, 3), np.uint8)
+    for i, blink in enumerate(BLINK_LEVELS):
+        for j, brow in enumerate(BROW_LEVELS):
+            moves, pinned = eye_rig.controls(float(blink), float(brow))
+            maps = eye_mesh.warp_map(moves, pinned)
+            eye_bank[i, j] = cv2.remap(
+                image, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+            )
+
+    roi, head_weight, pivot = _head_region(xy, frame, (w, h), (mouth_rect, eye_rect))
+    return PreparedAvatar(
+        image=np.ascontiguousarray(image),
+        points=face.points.copy(),
+        roi=roi,
+        mouth_rect=mouth_rect,
+        eye_rect=eye_rect,
+        mouth_bank=mouth_bank,
+        open_levels=open_levels,
+        eye_bank=eye_bank,
+        head_weight=head_weight,
+        pivot=pivot,
+        iod=iod,
+        teeth="reused from the photo" if colours.reuse_teeth else "synthesized (the photo shows none)",
+        source_name=name,
+        digest=digest,
+        is_video=is_video,
+        notices=notices,
+    )
+
+
+def _head_region(
+    xy: np.ndarray, frame: FaceFrame, size: tuple[int, int], patches: tuple[Rect, ...]
+) -> tuple[Rect, np.ndarray, tuple[float, float]]:
+    """The head region, and a weight that is 1 on the head and fades to exactly 0 at the region border."""
+    w, h = size
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    centre = np.array([(lo[0] + hi[0]) / 2, lo[1] + 0.42 * (hi[1] - lo[1])])
+    axes = np.array([0.62 * (hi[0] - lo[0]), 0.72 * (hi[1] - lo[1])])
+    reach = 1.75
+    box = [
+        centre[0] - reach * axes[0],
+        centre[1] - reach * axes[1],
+        centre[0] + reach * axes[0],
+        centre[1] + reach * axes[1],
+    ]
+    for x0, y0, x1, y1 in patches:
+        box = [min(box[0], x0 - 2), min(box[1], y0 - 2), max(box[2], x1 + 2), max(box[3], y1 + 2)]
+    roi = clip_rect(tuple(box), w, h)
+    x0, y0, x1, y1 = roi
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    r = np.sqrt(((xs - centre[0]) / axes[0]) ** 2 + ((ys - centre[1]) / axes[1]) ** 2)
+    t = np.clip((reach - 0.05 - r) / (reach - 1.05), 0.0, 1.0)
+    weight = t * t * (3 - 2 * t)
+    border = np.minimum.reduce([xs - x0, x1 - 1 - xs, ys - y0, y1 - 1 - ys]) / max(2.0, 0.15 * frame.iod)
+    weight *= np.clip(border, 0.0, 1.0)
+    chin = xy[lm.CHIN]
+    pivot = (float(chin[0]), float(chin[1] + 0.6 * frame.iod))
+    return roi, weight.astype(np.float32), pivot
+
+
+def _save(path: Path, avatar: PreparedAvatar) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "version": RENDERER_VERSION,
+        "roi": avatar.roi,
+        "mouth_rect": avatar.mouth_rect,
+        "eye_rect": avatar.eye_rect,
+        "pivot": avatar.pivot,
+        "iod": avatar.iod,
+        "teeth": avatar.teeth,
+        "source_name": avatar.source_name,
+        "digest": avatar.digest,
+        "is_video": avatar.is_video,
+        "prepare_seconds": avatar.prepare_seconds,
+        "notices": avatar.notices,
+    }
+    arrays = {name: getattr(avatar, name) for name in _ARRAYS}
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load(path: Path, digest: str) -> PreparedAvatar | None:
+    """The cached avatar, or None when the file is unreadable, corrupt or from another version."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {name: data[name] for name in _ARRAYS}
+        if meta["version"] != RENDERER_VERSION or meta["digest"] != digest:
+            return None
+        return PreparedAvatar(
+            **arrays,
+            roi=tuple(meta["roi"]),
+            mouth_rect=tuple(meta["mouth_rect"]),
+            eye_rect=tuple(meta["eye_rect"]),
+            pivot=tuple(meta["pivot"]),
+            iod=float(meta["iod"]),
+            teeth=meta["teeth"],
+            source_name=meta["source_name"],
+            digest=meta["digest"],
+            is_video=bool(meta["is_video"]),
+            cache_path=path,
+            prepare_seconds=float(meta["prepare_seconds"]),
+            from_cache=True,
+            notices=list(meta["notices"]),
+        )
+    except Exception:  # any damage to the cache file means: prepare again
+        return None

@@ -1,0 +1,216 @@
+"""The CPU real-time renderer: blends pre-rendered mouth and eye patches and moves the head, per frame.
+
+Each `render_next()` takes exactly one frame of audio from the queue (silence when it is empty),
+derives the mouth from that same audio (and the visemes covering it), and draws the frame, so
+sound and picture cannot drift. Per frame there is no mesh warping at all: two bilinear patch
+blends, one small remap of the head region for motion, and a copy of the frame.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from avatar.base import Renderer
+from avatar.lipsync import MouthDriver
+from avatar.liveliness import Liveliness, Pose
+from avatar.prepare import BLINK_LEVELS, BROW_LEVELS, SHAPE_LEVELS, PreparedAvatar
+from core.errors import UserError
+from core.events import Frame, Viseme, VisemeEvent
+
+EASE_OUT = 0.4
+"""When speech stops (or is interrupted) an open mouth closes over a frame instead of snapping shut."""
+
+
+def _bracket(levels: np.ndarray, value: float) -> tuple[int, float]:
+    i = int(np.clip(np.searchsorted(levels, value, side="right") - 1, 0, len(levels) - 2))
+    t = float(np.clip((value - levels[i]) / (levels[i + 1] - levels[i]), 0.0, 1.0))
+    return i, t
+
+
+def _blend_bank(bank: np.ndarray, levels_a: np.ndarray, a: float, levels_b: np.ndarray, b: float) -> np.ndarray:
+    """Bilinear blend of the four bank patches around (a, b); exact patches when on a level."""
+    i, t = _bracket(levels_a, a)
+    j, u = _bracket(levels_b, b)
+
+    def row(k: int) -> np.ndarray:
+        if u < 1e-3:
+            return bank[k, j]
+        if u > 1 - 1e-3:
+            return bank[k, j + 1]
+        return cv2.addWeighted(bank[k, j], 1.0 - u, bank[k, j + 1], u, 0.0)
+
+    if t < 1e-3:
+        return row(i)
+    if t > 1 - 1e-3:
+        return row(i + 1)
+    return cv2.addWeighted(row(i), 1.0 - t, row(i + 1), t, 0.0)
+
+
+class _AudioQueue:
+    """FIFO of int16 samples with exact-size pops and non-consuming peeks."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[np.ndarray] = deque()
+        self._offset = 0
+        self.size = 0
+
+    def push(self, pcm: np.ndarray) -> None:
+        self._chunks.append(pcm)
+        self.size += len(pcm)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._offset = 0
+        self.size = 0
+
+    def peek(self, n: int) -> np.ndarray:
+        parts, need, offset = [], n, self._offset
+        for chunk in self._chunks:
+            take = chunk[offset : offset + need]
+            parts.append(take)
+            need -= len(take)
+            offset = 0
+            if need <= 0:
+                break
+        return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+
+    def pop(self, n: int) -> np.ndarray:
+        out = self.peek(n)
+        remaining = len(out)
+        self.size -= remaining
+        while remaining > 0:
+            head = self._chunks[0]
+            left = len(head) - self._offset
+            if remaining >= left:
+                self._chunks.popleft()
+                self._offset = 0
+                remaining -= left
+            else:
+                self._offset += remaining
+                remaining = 0
+        return out
+
+
+class RealtimeRenderer(Renderer):
+    def __init__(self, avatar: PreparedAvatar, fps: int = 25, liveliness: float = 1.0, seed: int | None = None) -> None:
+        if not 1 <= fps <= 120 or self.sample_rate % fps:
+            raise UserError(
+                f"fps {fps} is not usable: pick one that divides {self.sample_rate} (e.g. 20, 24, 25, 30, 40)"
+            )
+        self.fps = fps
+        self.avatar = avatar
+        self.liveliness_amount = liveliness
+        self._queue = _AudioQueue()
+        self._visemes: list[tuple[Viseme, float, float]] = []
+        self._fed = 0
+        """Samples ever fed (the end of the queue on the renderer's own audio timeline)."""
+        self._consumed = 0
+        self._index = 0
+        spf = self.samples_per_frame
+        self._half = spf // 2
+        self._history = np.zeros(self._half, np.float32)
+        self._driver = MouthDriver(self.sample_rate, spf)
+        self._life = Liveliness(fps, avatar.iod, liveliness, seed)
+        self._opening = 0.0
+        self._shape = 0.0
+        self._silence = np.zeros(spf, np.int16)
+
+        x0, y0, x1, y1 = avatar.roi
+        self._roi_base = np.ascontiguousarray(avatar.image[y0:y1, x0:x1])
+        self._mouth_slice = self._local_slice(avatar.mouth_rect)
+        self._eye_slice = self._local_slice(avatar.eye_rect)
+        ys, xs = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
+        px, py = avatar.pivot[0] - x0, avatar.pivot[1] - y0
+        w = avatar.head_weight
+        self._grid_x, self._grid_y = xs, ys
+        self._w = w
+        self._wx = w * (xs - px)
+        self._wy = w * (ys - py)
+
+    def _local_slice(self, rect: tuple[int, int, int, int]) -> tuple[slice, slice]:
+        x0, y0 = self.avatar.roi[:2]
+        return slice(rect[1] - y0, rect[3] - y0), slice(rect[0] - x0, rect[2] - x0)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return self.avatar.size
+
+    @property
+    def queued_samples(self) -> int:
+        return self._queue.size
+
+    def feed(self, pcm: np.ndarray, visemes: Sequence[VisemeEvent] = ()) -> None:
+        pcm = np.asarray(pcm)
+        if pcm.dtype != np.int16:
+            raise UserError(f"renderer audio must be int16 PCM at {self.sample_rate} Hz, got {pcm.dtype}")
+        if pcm.ndim == 2 and 1 in pcm.shape:
+            pcm = pcm.reshape(-1)
+        if pcm.ndim != 1:
+            raise UserError(f"renderer audio must be mono (one channel), got shape {pcm.shape}: downmix it first")
+        start = self._fed / self.sample_rate
+        for event in visemes:
+            self._visemes.append((Viseme(event.viseme), start + event.start, start + event.end))
+        if len(pcm) == 0:
+            return
+        self._queue.push(pcm.copy())
+        self._fed += len(pcm)
+
+    def reset(self) -> None:
+        self._queue.clear()
+        self._visemes.clear()
+        self._consumed = self._fed
+        self._history[:] = 0.0
+        self._driver.reset()
+
+    def render_next(self) -> Frame:
+        spf = self.samples_per_frame
+        speaking = self._queue.size > 0
+        audio = self._queue.pop(spf) if speaking else self._silence
+        if len(audio) < spf:
+            audio = np.concatenate([audio, np.zeros(spf - len(audio), np.int16)])
+        frame_start = self._consumed
+        self._consumed += spf if speaking else 0
+        ahead = self._queue.peek(self._half)
+        current = audio.astype(np.float32) / 32768.0
+        window = np.concatenate([self._history, current, ahead.astype(np.float32) / 32768.0])
+        if len(window) < 2 * spf:
+            window = np.concatenate([window, np.zeros(2 * spf - len(window), np.float32)])
+        self._history = current[-self._half :]
+        centre = (frame_start + spf / 2) / self.sample_rate
+        self._visemes = [v for v in self._visemes if v[2] > centre - 0.3]
+        state = self._driver.step(window, self._visemes if speaking else [], centre)
+        opening, shape = state.opening, state.shape
+        if opening == 0.0 and self._opening > 0.15:
+            opening, shape = self._opening * EASE_OUT, self._shape * EASE_OUT
+        self._opening, self._shape = opening, shape
+        pose = self._life.step(state.energy, speaking)
+        image = self._draw(opening, shape, pose)
+        frame = Frame(
+            index=self._index,
+            image=image,
+            audio=audio,
+            speaking=speaking,
+            mouth_open=max(opening, 0.0),
+            extras={"shape": shape, "blink": pose.blink, "brow": pose.brow, "energy": state.energy},
+        )
+        self._index += 1
+        return frame
+
+    def _draw(self, opening: float, shape: float, pose: Pose) -> np.ndarray:
+        avatar = self.avatar
+        roi = self._roi_base.copy()
+        roi[self._mouth_slice] = _blend_bank(avatar.mouth_bank, avatar.open_levels, opening, SHAPE_LEVELS, shape)
+        roi[self._eye_slice] = _blend_bank(avatar.eye_bank, BLINK_LEVELS, pose.blink, BROW_LEVELS, pose.brow)
+        if pose.dx or pose.dy or pose.angle:
+            c1, s = float(np.cos(pose.angle)) - 1.0, float(np.sin(pose.angle))
+            map_x = self._grid_x - (c1 * self._wx - s * self._wy + pose.dx * self._w)
+            map_y = self._grid_y - (s * self._wx + c1 * self._wy + pose.dy * self._w)
+            roi = cv2.remap(roi, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = avatar.image.copy()
+        x0, y0, x1, y1 = avatar.roi
+        out[y0:y1, x0:x1] = roi
+        return out
