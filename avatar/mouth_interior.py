@@ -57,6 +57,29 @@ def analyse_mouth(image: np.ndarray, xy: np.ndarray, rig: MouthRig) -> MouthColo
     return MouthColours(lips=lips, skin=skin, teeth=teeth, reuse_teeth=reuse)
 
 
+def opening_mask(image: np.ndarray, xy: np.ndarray, colours: MouthColours, iod: float) -> np.ndarray:
+    """uint8 mask of the photo's visible mouth interior (teeth, dark corners), including what lies outside
+    the detector's inner-lip contour: smile corners often show teeth and shadow beyond it."""
+    h, w = image.shape[:2]
+    outer = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(outer, [np.round(xy[lm.LIPS_OUTER]).astype(np.int32)], 255)
+    inner = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(inner, [np.round(xy[lm.LIPS_INNER]).astype(np.int32)], 255)
+    radius = max(1, round(0.06 * iod))
+    inner = cv2.dilate(inner, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    pixels = image.astype(np.float32)
+    luminance = pixels.mean(axis=2)
+    lip_luminance = float(colours.lips.mean())
+    saturation = pixels.max(axis=2) - pixels.min(axis=2)
+    dark = (luminance < 0.6 * lip_luminance) & (outer > 0)
+    bright = (
+        (luminance > 1.1 * lip_luminance)
+        & (saturation < 0.6 * (colours.lips.max() - colours.lips.min()) + 10)
+        & (inner > 0)
+    )
+    return ((dark | bright) * 255).astype(np.uint8)
+
+
 def _smooth(edge: np.ndarray, width: float) -> np.ndarray:
     """0 → 1 ramp of `width` px centred on 0 (anti-aliased edges)."""
     return np.clip(edge / max(width, 1e-6) + 0.5, 0.0, 1.0)
@@ -70,8 +93,14 @@ def paint_interior(
     rig: MouthRig,
     targets: LipTargets,
     colours: MouthColours,
+    leftovers: np.ndarray,
 ) -> None:
-    """Paint the mouth opening of one mouth shape into `patch` (in place)."""
+    """Paint the mouth opening of one mouth shape into `patch` (in place).
+
+    `leftovers` is the photo's opening mask carried through this shape's warp: where it lands
+    outside the new opening (teeth specks and dark corners of a smile being closed), the lips are
+    filled in from around them.
+    """
     h, w = patch.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     u, v = frame.to_face(np.stack([xs + origin[0], ys + origin[1]], axis=2))
@@ -83,6 +112,11 @@ def paint_interior(
     depth = v - top  # below the upper lip
     height = bottom - v  # above the lower lip
     alpha = np.minimum(_smooth(depth, 1.0), _smooth(height, 1.0)) * inside_u * (gap > 0.4)
+    stray = ((leftovers > 96) & (alpha < 0.5)).astype(np.uint8)
+    if stray.any():
+        stray = cv2.dilate(stray, np.ones((3, 3), np.uint8))
+        patch[:] = cv2.inpaint(patch, stray, 2, cv2.INPAINT_TELEA)
+    _lip_line(patch, v - (top + bottom) / 2, gap, u, left, right, colours)
     if not alpha.any():
         return
     iod = frame.iod
@@ -133,6 +167,25 @@ def paint_interior(
     base = patch.astype(np.float64)
     blended = base + (out - base) * alpha[..., None]
     patch[:] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def _lip_line(
+    patch: np.ndarray,
+    offset: np.ndarray,
+    gap: np.ndarray,
+    u: np.ndarray,
+    left: float,
+    right: float,
+    colours: MouthColours,
+) -> None:
+    """The soft dark line where closed lips meet (without it a closed mouth looks painted over)."""
+    along = np.clip(1.0 - (2.0 * u - (left + right)) ** 2 / max((right - left) ** 2, 1e-6), 0.0, 1.0) ** 0.35
+    strength = 0.45 * along * np.clip(1.0 - gap / 1.5, 0.0, 1.0) * np.exp(-((offset / 0.7) ** 2))
+    if not (strength > 0.02).any():
+        return
+    line = colours.lips * 0.45
+    base = patch.astype(np.float64)
+    patch[:] = np.clip(np.round(base + (line - base) * strength[..., None]), 0, 255).astype(np.uint8)
 
 
 def _seams(u_src: np.ndarray, half_width: float) -> np.ndarray:

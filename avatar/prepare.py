@@ -21,12 +21,12 @@ import numpy as np
 
 from avatar import landmarks as lm
 from avatar.face_rig import OPEN_MAX, EyeRig, FaceFrame, MouthRig, eye_region, face_frame, mouth_region
-from avatar.mouth_interior import analyse_mouth, paint_interior
+from avatar.mouth_interior import analyse_mouth, opening_mask, paint_interior
 from avatar.patch_mesh import PatchMesh, Rect, clip_rect
 from avatar.source import load_source
 from core.errors import UserError
 
-RENDERER_VERSION = "realtime-1"
+RENDERER_VERSION = "realtime-2"
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
@@ -206,6 +206,7 @@ def build_avatar(
 
     mouth_rig = MouthRig(xy, frame)
     colours = analyse_mouth(image, xy, mouth_rig)
+    photo_opening = opening_mask(image, xy, colours, iod)
     steps = max(12, int(np.ceil(OPEN_MAX * iod / MAX_OPEN_STEP_PX)))
     open_levels = np.concatenate([[PRESS_LEVEL], np.linspace(0.0, 1.0, steps + 1)]).astype(np.float32)
     mesh = PatchMesh(xy, mouth_rect, iod)
@@ -216,7 +217,8 @@ def build_avatar(
             moves, pinned, targets = mouth_rig.controls(float(opening), float(shape))
             maps = mesh.warp_map(moves, pinned)
             patch = cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-            paint_interior(patch, mouth_rect[:2], image, frame, mouth_rig, targets, colours)
+            leftovers = cv2.remap(photo_opening, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR)
+            paint_interior(patch, mouth_rect[:2], image, frame, mouth_rig, targets, colours, leftovers)
             mouth_bank[i, j] = patch
 
     eye_rig = EyeRig(xy, frame)
