@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from avatar.base import Renderer
 from avatar.landmarks import FaceLandmarks, detect_faces, faces_from_result, mouth_opening, static_face_mesh
+from core.events import Frame
 
 SAME_PERSON_DISTANCE = 0.6
 """dlib's face embedding was trained to put one person's faces within 0.6 of each other (Euclidean)."""
@@ -202,3 +204,76 @@ def contact_sheet(
         row += [np.full_like(tiles[0], 255)] * (cols - len(row))
         rows.append(np.hstack([np.pad(t, ((2, 2), (2, 2), (0, 0)), constant_values=255) for t in row]))
     return np.vstack(rows)
+
+
+def render_speech(
+    renderer: Renderer, pcm: np.ndarray, chunk_samples: int | None = None, tail_frames: int = 0
+) -> list[Frame]:
+    """Drive a renderer with speech the way a live session does, and collect every frame.
+
+    With `chunk_samples` the audio arrives in pieces of that size and a frame is drawn after
+    each piece (frames are always one `samples_per_frame` of audio: a 40 ms chunk at 25 FPS
+    means the renderer gets no look-ahead at all); without it the whole utterance is queued at
+    once, as when the TTS runs ahead of playback. `tail_frames` idle frames follow the speech.
+    """
+    spf = renderer.samples_per_frame
+    frames: list[Frame] = []
+    if chunk_samples is None:
+        renderer.feed(pcm)
+    else:
+        for start in range(0, len(pcm), chunk_samples):
+            renderer.feed(pcm[start : start + chunk_samples])
+            while renderer.queued_samples >= spf:
+                frames.append(renderer.render_next())
+    while renderer.queued_samples > 0:
+        frames.append(renderer.render_next())
+    frames.extend(renderer.render_next() for _ in range(tail_frames))
+    return frames
+
+
+@dataclass(frozen=True)
+class LipSyncReport:
+    """What `measure_lip_sync` found; `openings` and `envelope_db` are per frame."""
+
+    openings: np.ndarray
+    envelope_db: np.ndarray
+    silent: np.ndarray
+    lag: int
+    """Frames the lips trail the sound by (negative: they lead), at the best correlation."""
+    r_best: float
+    r_zero: float
+    """Correlation over all frames at the best lag and at lag 0 (the renderer's promise)."""
+    r_speech: float
+    """Correlation at lag 0 over the sounding frames only: does the mouth follow syllables, not just speech/silence."""
+    closed: float
+    silent_motion: float
+    """Standard deviation of the measured lip opening over the silent frames: ~0 when the mouth rests."""
+    missing: float
+    """Share of frames where the detector found no face."""
+
+
+def measure_lip_sync(frames: Sequence[Frame], fps: float, sample_rate: int, closed_threshold: float) -> LipSyncReport:
+    """Lip opening seen on the output frames against the audio each frame carried."""
+    audio = np.concatenate([f.audio for f in frames])
+    envelope = speech_envelope(audio, sample_rate, fps)[: len(frames)]
+    openings = lip_opening_series([f.image for f in frames])
+    silent = silent_mask(envelope)
+    # Below 40 dB under the peak nothing is audible in speech; without the floor the digital
+    # silence (-100 dB) would dominate the correlation.
+    loudness = np.maximum(envelope, envelope.max() - 40.0)
+    lag, r_best, r_zero = lagged_correlation(loudness, openings)
+    sounding = loudness > envelope.max() - 40.0
+    _, _, r_speech = lagged_correlation(np.where(sounding, loudness, np.nan), openings, max_lag=0)
+    quiet = openings[silent]
+    return LipSyncReport(
+        openings=openings,
+        envelope_db=envelope,
+        silent=silent,
+        lag=lag,
+        r_best=r_best,
+        r_zero=r_zero,
+        r_speech=r_speech,
+        closed=closed_fraction(openings, silent, closed_threshold),
+        silent_motion=float(np.nanstd(quiet)) if np.isfinite(quiet).any() else float("nan"),
+        missing=float(np.mean(~np.isfinite(openings))),
+    )

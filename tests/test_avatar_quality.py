@@ -118,3 +118,58 @@ def test_contact_sheet_layout(portrait: np.ndarray) -> None:
     assert (sheet[-60:, -100:] == 255).all()  # the unused sixth cell stays blank
     with pytest.raises(ValueError, match="one label per frame"):
         q.contact_sheet(frames, labels=["x"])
+
+
+# --- The CPU renderer, measured on its output -------------------------------------------------
+
+CLOSED_OPENING = 0.06
+"""A closed mouth reads 0.00–0.01 on both portraits; the astronaut's own smile (lips apart, teeth) reads 0.15."""
+MIN_R_AT_LAG_0 = 0.6
+MIN_R_WITHIN_SPEECH = 0.5
+"""Lips flapping at random while sound plays score ~0 within speech (see the benchmark's baseline)."""
+
+
+def speech_with_pauses(pause_seconds: float = 0.8) -> np.ndarray:
+    pause = np.zeros(int(pause_seconds * CANONICAL_SAMPLE_RATE), np.int16)
+    parts = [pause]
+    for name in ("hello_world.wav", "quick_brown_fox.wav"):
+        parts += [read_audio_file(SPEECH / name, CANONICAL_SAMPLE_RATE), pause]
+    return np.concatenate(parts)
+
+
+@pytest.fixture(scope="module", params=["astronaut, 40 ms chunks", "grace hopper, whole utterance"])
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    from avatar.prepare import prepare_avatar
+    from avatar.realtime import RealtimeRenderer
+
+    path, chunk = (PORTRAIT, SAMPLES_PER_FRAME) if request.param.startswith("astronaut") else (OTHER_PERSON, None)
+    avatar, _ = prepare_avatar(path, tmp_path_factory.mktemp("avatar-cache"))
+    renderer = RealtimeRenderer(avatar, fps=FPS, seed=3)
+    frames = q.render_speech(renderer, speech_with_pauses(), chunk_samples=chunk, tail_frames=FPS)
+    report = q.measure_lip_sync(frames, FPS, CANONICAL_SAMPLE_RATE, CLOSED_OPENING)
+    return avatar, frames, report
+
+
+def test_renderer_lips_follow_the_speech_without_lag(rendered) -> None:
+    _, _, report = rendered
+    assert report.missing == 0.0  # the detector finds the face in every output frame
+    assert abs(report.lag) <= 1, f"lips trail the sound by {report.lag} frames"
+    assert report.r_zero >= MIN_R_AT_LAG_0
+    assert report.r_speech >= MIN_R_WITHIN_SPEECH
+    speaking = ~report.silent
+    assert np.nanpercentile(report.openings[speaking], 90) > 0.12  # visibly open on loud syllables
+
+
+def test_renderer_mouth_rests_closed_in_silence(rendered) -> None:
+    _, _, report = rendered
+    assert report.silent.sum() > 2 * FPS
+    assert report.closed >= 0.95
+    assert report.silent_motion < 0.01  # and does not twitch
+
+
+def test_renderer_keeps_the_identity(rendered, embedder: q.FaceEmbedder) -> None:
+    avatar, frames, report = rendered
+    widest = np.argsort(np.nan_to_num(report.openings, nan=-1.0))[-4:]
+    spaced = np.linspace(0, len(frames) - 1, 4).astype(int)
+    identity = embedder.compare(avatar.image, [frames[i].image for i in sorted({*widest, *spaced})])
+    assert identity.preserved, f"embedding distances {np.round(identity.distances, 2)}"
