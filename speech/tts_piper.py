@@ -188,10 +188,10 @@ class PiperTTS(TTSEngine):
         sizes.append(len(self._id_map["$"]))
         timed: list[TimedPhoneme] = []
         if samples is not None and len(samples) == len(ids):
-            bounds = np.concatenate([[0], np.cumsum([int(samples[i]) for i in range(len(ids))])])
+            bounds = np.concatenate([[0], np.cumsum(samples)]) / self._rate
             edges = np.concatenate([[0], np.cumsum(sizes)])
             for k, p in enumerate(["^", *phonemes, "$"]):
-                timed.append(TimedPhoneme(p, float(bounds[edges[k]]) / self._rate, float(bounds[edges[k + 1]]) / self._rate))
+                timed.append(TimedPhoneme(p, float(bounds[edges[k]]), float(bounds[edges[k + 1]])))
         return audio, timed
 
     def synthesize_piece(self, piece: Piece) -> tuple[np.ndarray, list[TimedPhoneme]]:
