@@ -71,7 +71,8 @@ def backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, size: 
     ids = np.full((height, width), -1, dtype=np.int32)
     dst_tri = dst[triangles]
     src_tri = src[triangles]
-    area = np.cross(dst_tri[:, 1] - dst_tri[:, 0], dst_tri[:, 2] - dst_tri[:, 0])
+    e1, e2 = dst_tri[:, 1] - dst_tri[:, 0], dst_tri[:, 2] - dst_tri[:, 0]
+    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     good = np.abs(area) > 1e-6
     for t in np.flatnonzero(good):
         poly = np.round(dst_tri[t] * 16.0).astype(np.int32)
