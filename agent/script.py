@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from speech.text import clean_for_speech, split_sentences
-
 from core.errors import UserError
+from speech.text import clean_for_speech, split_sentences
 
 MAX_SCRIPT_BYTES = 2_000_000
 

@@ -140,9 +140,8 @@ def test_unwritable_output(tmp_path, cache, capsys, astronaut, target, message):
 
 def test_failed_render_leaves_no_file(tmp_path, cache, astronaut, speech_wav, monkeypatch):
     """A render that breaks half-way (the renderer fails on frame 30) leaves neither the output nor a temp file."""
-    from avatar.realtime import RealtimeRenderer
-
     from agent import cli
+    from avatar.realtime import RealtimeRenderer
 
     real = RealtimeRenderer.render_next
     calls = {"n": 0}
