@@ -11,11 +11,13 @@ The same alignments give the viseme timeline, exact to the model's 256-sample fr
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +25,9 @@ from core.audio import StreamResampler, float_to_pcm16
 from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, VisemeEvent, WordTiming
 from speech.tts import TTSEngine
 from speech.visemes import PAUSES, ChunkTimer, TimedPhoneme, viseme_timeline
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,18 @@ def installed_voices() -> dict[str, Path]:
     if path.is_file():
         voices[path.name.removesuffix(".onnx")] = path
     return voices
+
+
+@functools.cache
+def _load_voice(path: Path) -> PiperVoice:
+    """One model per process (~1-3 s to load and patch): the fallback and the main engine share it.
+
+    The alignment output is added in memory (`include_alignments=True`, needs `onnx`); an ONNX
+    Runtime session may run from several threads at once, so sharing is safe.
+    """
+    from piper import PiperVoice
+
+    return PiperVoice.load(path, include_alignments=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +150,6 @@ class PiperTTS(TTSEngine):
         first_piece_words: int = 3,
         max_piece_words: int = 12,
     ) -> None:
-        from piper import PiperVoice
-
         voices = installed_voices()
         name = voice or DEFAULT_VOICE
         if name not in voices:
@@ -142,7 +157,7 @@ class PiperTTS(TTSEngine):
 
             raise unknown_voice_error("piper", name, list(voices))
         self.voice_name = name
-        self._voice = PiperVoice.load(voices[name], include_alignments=True)
+        self._voice = _load_voice(voices[name])
         self._rate = self._voice.config.sample_rate
         self._length_scale = self._voice.config.length_scale / max(speed, 0.1)
         self._gain = volume * PEAK / MODEL_PEAK
