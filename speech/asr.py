@@ -1,0 +1,185 @@
+"""Speech recognition with faster-whisper (CTranslate2 Whisper, int8 on CPU).
+
+One `Transcriber` holds one model; `transcribe` is synchronous CPU work that callers on the
+event loop run through `transcribe_async` (a worker thread). Whisper writes Mandarin in
+Traditional characters about half the time, so Chinese output is converted to Simplified (an
+initial prompt in Simplified Chinese was tried: it made the base model add junk characters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.utils import available_models
+
+from core.audio import resample, to_mono_float
+from core.config import ASRConfig, resolve_path
+from core.errors import UserError
+from core.events import WordTiming
+from speech.model_store import offline_whisper_base
+
+WHISPER_RATE = 16_000
+_SILENCE_RMS = 1e-4
+"""Digital silence (about -80 dBFS): skip the model entirely."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str | None
+    """ISO code Whisper detected (or was told); None when there was no speech."""
+    probability: float
+    """Whisper's confidence in `language` (1.0 when it was given)."""
+    duration: float
+    """Seconds of audio transcribed."""
+    words: tuple[WordTiming, ...] = ()
+
+
+@lru_cache(maxsize=1)
+def _to_simplified():
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    return _to_simplified().convert(text)
+
+
+def _looks_like_path(model: str) -> bool:
+    return "/" in model or "\\" in model or model.startswith(("~", ".")) or Path(model).expanduser().exists()
+
+
+class _SingleEncodeWhisper(WhisperModel):
+    """Encodes each 30-second window once.
+
+    With language auto-detection faster-whisper runs the encoder (most of the CPU cost) twice on
+    the same window: once to detect the language, once to decode. Decoding drops the feature
+    extractor's trailing partial frame and detection does not, so detection is given the same
+    trimmed features and the encoder output is reused. If a future faster-whisper changes this,
+    the cache simply misses: slower, never wrong.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._last: tuple[np.ndarray, ctranslate2.StorageView] | None = None
+        self.encoder_runs = 0
+
+    def detect_language(self, audio: np.ndarray | None = None, features: np.ndarray | None = None, **kwargs: object):
+        if audio is None and features is not None and features.shape[-1] > 1:
+            features = features[..., :-1]
+        return super().detect_language(audio=audio, features=features, **kwargs)
+
+    def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
+        if self._last is not None and np.array_equal(self._last[0], features):
+            return self._last[1]
+        self.encoder_runs += 1
+        output = super().encode(features)
+        self._last = (features.copy(), output)
+        return output
+
+    def forget_encoding(self) -> None:
+        self._last = None
+
+
+def _load_model(cfg: ASRConfig, cpu_threads: int) -> WhisperModel:
+    if cfg.model is None:
+        source = str(offline_whisper_base(cfg.cache_dir))
+    elif _looks_like_path(cfg.model):
+        folder = resolve_path(Path(cfg.model))
+        if not (folder / "model.bin").is_file():
+            raise UserError(f"asr.model {cfg.model!r} is not a faster-whisper model folder (no model.bin in {folder})")
+        source = str(folder)
+    elif cfg.model not in available_models():
+        close = difflib.get_close_matches(cfg.model, available_models(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UserError(f"unknown Whisper model {cfg.model!r}{hint}: use a model name, a local folder, or null")
+    else:
+        source = cfg.model
+    try:
+        return _SingleEncodeWhisper(source, device=cfg.device, compute_type=cfg.compute_type, cpu_threads=cpu_threads)
+    except OSError as exc:
+        if source == cfg.model:
+            raise UserError(
+                f"cannot download the Whisper model {cfg.model!r} (offline?): set asr.model to null for the "
+                "bundled offline model, or to a local model folder"
+            ) from None
+        raise UserError(f"cannot load the speech model from {source}: {exc}") from None
+    except ValueError as exc:
+        raise UserError(f"cannot load the speech model ({cfg.device}/{cfg.compute_type}): {exc}") from None
+
+
+class Transcriber:
+    """Whisper on whole utterances (the turn detector decides where they end).
+
+    Greedy decoding without timestamps by default (see benchmarks/bench_asr_vad.py for the
+    beam-size trade-off), and at most two temperature fallbacks so a garbled turn cannot stall
+    the reply with six full decodes.
+    """
+
+    def __init__(
+        self, cfg: ASRConfig | None = None, *, beam_size: int = 1, word_timestamps: bool = False, cpu_threads: int = 0
+    ) -> None:
+        self.cfg = cfg or ASRConfig()
+        self.beam_size = beam_size
+        self.word_timestamps = word_timestamps
+        started = time.perf_counter()
+        self._model = _load_model(self.cfg, cpu_threads)
+        self.load_seconds = time.perf_counter() - started
+        self._lock = threading.Lock()
+
+    def transcribe(self, pcm: np.ndarray, sample_rate: int = WHISPER_RATE, language: str | None = None) -> Transcript:
+        """Text of one utterance: int16 or float samples, mono or (frames, channels), any rate.
+
+        `language` overrides the configured one; both None means auto-detect.
+        """
+        if sample_rate <= 0:
+            raise UserError(f"invalid sample rate {sample_rate}")
+        audio = resample(to_mono_float(pcm), sample_rate, WHISPER_RATE)
+        duration = len(audio) / WHISPER_RATE
+        language = language or self.cfg.language
+        if len(audio) < WHISPER_RATE // 10 or float(np.sqrt(np.mean(audio**2))) < _SILENCE_RMS:
+            return Transcript("", None, 0.0, duration)
+        with self._lock:
+            try:
+                segments, info = self._model.transcribe(
+                    audio,
+                    language=language,
+                    beam_size=self.beam_size,
+                    without_timestamps=not self.word_timestamps,
+                    word_timestamps=self.word_timestamps,
+                    vad_filter=True,
+                    vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 200},
+                    condition_on_previous_text=False,
+                    temperature=(0.0, 0.4, 0.8),
+                )
+                segments = list(segments)
+            except ValueError as exc:
+                raise UserError(f"speech recognition failed: {exc}") from None
+            finally:
+                self._model.forget_encoding()
+        text = "".join(s.text for s in segments).strip()
+        if not text:
+            return Transcript("", None, 0.0, duration)
+        words: list[WordTiming] = []
+        for seg in segments:
+            words += [WordTiming(w.word.strip(), w.start, w.end) for w in seg.words or ()]
+        if info.language == "zh":
+            text = to_simplified(text)
+            words = [WordTiming(to_simplified(w.text), w.start, w.end) for w in words]
+        return Transcript(text, info.language, float(info.language_probability), duration, tuple(words))
+
+    async def transcribe_async(
+        self, pcm: np.ndarray, sample_rate: int = WHISPER_RATE, language: str | None = None
+    ) -> Transcript:
+        """Same as `transcribe`, off the event loop."""
+        return await asyncio.to_thread(self.transcribe, pcm, sample_rate, language)

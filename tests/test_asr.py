@@ -1,0 +1,231 @@
+"""Offline speech recognition on real recorded speech (Whisper base from the registry packages)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.audio import read_audio_file, resample
+from core.config import ASRConfig
+from core.errors import UserError
+from speech import model_store
+from speech.asr import Transcriber, to_simplified
+from speech.vad import TurnDetector, UserStoppedSpeaking
+
+AUDIO = Path(__file__).parent / "data" / "audio"
+RATE = 16_000
+_NUMBER_WORDS = {
+    word: str(i)
+    for i, word in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
+    )
+}
+_CHINESE_DIGITS = {c: str(i) for i, c in enumerate("零一二三四五六七八九十")}
+
+
+def normalise_words(text: str) -> list[str]:
+    """Case, punctuation and number words do not count as errors ("ten" == "10")."""
+    words = re.sub(r"[^\w\s']|_", " ", text.lower().replace("-", " ")).split()
+    return [_NUMBER_WORDS.get(w, w) for w in words]
+
+
+def edit_distance(ref: list[str] | str, hyp: list[str] | str) -> int:
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+def normalise_chars(text: str) -> str:
+    text = "".join(_CHINESE_DIGITS.get(c, c) for c in text)
+    return re.sub(r"[^\w]|_", "", text)
+
+
+def samples(language: str) -> list[tuple[np.ndarray, str]]:
+    return [
+        (read_audio_file(wav, RATE), wav.with_suffix(".txt").read_text(encoding="utf-8").strip())
+        for wav in sorted((AUDIO / language).glob("*.wav"))
+    ]
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    return Transcriber(ASRConfig())
+
+
+def test_metric_helpers() -> None:
+    assert normalise_words("One, two-three TEN.") == ["1", "2", "3", "10"]
+    assert edit_distance(["a", "b", "c"], ["a", "x", "c", "d"]) == 2
+    assert normalise_chars("一二，三。") == "123"
+
+
+def test_english_word_error_rate(transcriber: Transcriber) -> None:
+    errors = words = 0
+    for pcm, reference in samples("en"):
+        result = transcriber.transcribe(pcm, RATE)
+        assert result.language == "en" and result.probability > 0.5
+        ref, hyp = normalise_words(reference), normalise_words(result.text)
+        errors += edit_distance(ref, hyp)
+        words += len(ref)
+    wer = errors / words
+    print(f"English WER over {words} words: {wer:.1%}")
+    assert wer <= 0.10
+
+
+def test_chinese_is_simplified(transcriber: Transcriber) -> None:
+    errors = chars = 0
+    for pcm, reference in samples("zh"):
+        result = transcriber.transcribe(pcm, RATE)
+        assert result.language == "zh"
+        assert result.text and to_simplified(result.text) == result.text
+        ref, hyp = normalise_chars(reference), normalise_chars(result.text)
+        errors += edit_distance(ref, hyp)
+        chars += len(ref)
+    cer = errors / chars
+    print(f"Chinese CER over {chars} characters: {cer:.1%}")
+    assert cer <= 0.45  # Whisper base is weak on isolated Mandarin words; this guards against regressions
+
+
+def test_traditional_to_simplified() -> None:
+    assert to_simplified("這是語音識別測試，請說話。") == "这是语音识别测试，请说话。"
+
+
+def test_language_override(transcriber: Transcriber) -> None:
+    pcm, _ = samples("zh")[1]
+    result = transcriber.transcribe(pcm, RATE, language="zh")
+    assert (result.language, result.probability) == ("zh", 1.0)
+    assert to_simplified(result.text) == result.text
+
+
+def test_auto_detect_encodes_once(transcriber: Transcriber) -> None:
+    pcm, _ = samples("en")[2]
+    before = transcriber._model.encoder_runs
+    transcriber.transcribe(pcm, RATE)
+    assert transcriber._model.encoder_runs - before == 1
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.05, 3.0])
+def test_silence_gives_empty_transcript(transcriber: Transcriber, seconds: float) -> None:
+    result = transcriber.transcribe(np.zeros(int(RATE * seconds), np.int16), RATE)
+    assert (result.text, result.language, result.words) == ("", None, ())
+    assert result.duration == pytest.approx(seconds)
+
+
+def test_quiet_noise_gives_empty_transcript(transcriber: Transcriber) -> None:
+    noise = np.random.default_rng(0).normal(0, 0.003, RATE * 3).astype(np.float32)
+    assert transcriber.transcribe(noise, RATE).text == ""
+
+
+def test_any_rate_and_channels(transcriber: Transcriber) -> None:
+    pcm, reference = samples("en")[2]
+    hi = resample(pcm.astype(np.float32) / 32768.0, RATE, 44_100)
+    stereo = np.stack([hi, hi], axis=1)
+    result = transcriber.transcribe(stereo, 44_100)
+    assert normalise_words(result.text) == normalise_words(reference)
+
+
+def test_word_timestamps(transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transcriber, "word_timestamps", True)
+    pcm, reference = samples("en")[2]
+    padded = np.concatenate([np.zeros(RATE, np.int16), pcm])
+    result = transcriber.transcribe(padded, RATE)
+    assert [normalise_words(w.text)[0] for w in result.words] == normalise_words(reference)
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and 0.7 <= starts[0] <= 1.3  # speech starts ~1.05 s in
+    assert all(w.end > w.start for w in result.words)
+
+
+def test_turn_detector_to_transcript(transcriber: Transcriber) -> None:
+    """A 48 kHz stereo microphone stream, chunked, through turn detection into recognition."""
+    pcm, reference = samples("en")[2]
+    mic = resample(np.concatenate([np.zeros(RATE, np.int16), pcm, np.zeros(RATE, np.int16)]), RATE, 48_000)
+    stereo = np.repeat(mic[:, None], 2, axis=1)
+    detector = TurnDetector(sample_rate=48_000, channels=2)
+    events = []
+    for i in range(0, len(stereo), 960):
+        events += detector.feed(stereo[i : i + 960])
+    turns = [e for e in events if isinstance(e, UserStoppedSpeaking)]
+    assert len(turns) == 1
+    result = transcriber.transcribe(turns[0].audio, turns[0].sample_rate)
+    assert normalise_words(result.text) == normalise_words(reference)
+
+
+async def test_async_helper(transcriber: Transcriber) -> None:
+    pcm, reference = samples("en")[1]
+    result = await transcriber.transcribe_async(pcm, RATE)
+    assert normalise_words(result.text) == normalise_words(reference)
+
+
+def test_corrupted_cache_is_rebuilt(tmp_path: Path) -> None:
+    folder = model_store.offline_whisper_base(tmp_path)
+    assert folder.parent == tmp_path
+    model = folder / "model.bin"
+    size = model.stat().st_size
+    with model.open("r+b") as f:
+        f.seek(size // 2)
+        f.write(b"\0" * 64)
+    assert model_store.offline_whisper_base(tmp_path) == folder
+    assert model_store._sha256(model) == model_store.PINNED_SHA256["model.bin"]
+    (folder / "tokenizer.json").unlink()
+    model_store.offline_whisper_base(tmp_path)
+    assert (folder / "tokenizer.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [model_store.MODEL_DIRNAME]  # no temp folders left
+
+
+def test_unwritable_cache_is_a_user_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot"):
+        model_store.offline_whisper_base(blocker / "models")
+
+
+def test_unknown_model_name_suggests_close_ones() -> None:
+    with pytest.raises(UserError, match=r"did you mean.*small"):
+        Transcriber(ASRConfig(model="smal"))
+
+
+def test_model_name_offline_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # never download here, even online
+    with pytest.raises(UserError, match="cannot download the Whisper model 'tiny'"):
+        Transcriber(ASRConfig(model="tiny"))
+
+
+def test_folder_without_model_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"no model\.bin"):
+        Transcriber(ASRConfig(model=str(tmp_path)))
+
+
+def test_local_folder_model() -> None:
+    folder = model_store.offline_whisper_base(ASRConfig().cache_dir)
+    pcm, _ = samples("en")[1]
+    result = Transcriber(ASRConfig(model=str(folder))).transcribe(pcm, RATE)
+    assert normalise_words(result.text) == ["hello", "world"]
