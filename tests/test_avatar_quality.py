@@ -12,7 +12,7 @@ import pytest
 from avatar import landmarks as lm
 from avatar import quality as q
 from core.audio import read_audio_file
-from core.events import CANONICAL_SAMPLE_RATE
+from core.events import CANONICAL_SAMPLE_RATE, Frame
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTRAIT = ROOT / "assets" / "avatars" / "astronaut.png"
@@ -124,9 +124,12 @@ def test_contact_sheet_layout(portrait: np.ndarray) -> None:
 
 CLOSED_OPENING = 0.06
 """A closed mouth reads 0.00–0.01 on both portraits; the astronaut's own smile (lips apart, teeth) reads 0.15."""
-MIN_R_AT_LAG_0 = 0.6
+MIN_R_AT_LAG_0 = 0.7
 MIN_R_WITHIN_SPEECH = 0.5
-"""Lips flapping at random while sound plays score ~0 within speech (see the benchmark's baseline)."""
+"""The renderer measures 0.82–0.84 over all frames and ~0.80 within speech. Lips that open as much but at
+random moments while sound plays (the benchmark's shuffled baseline) score 0.62–0.64 over all frames, because
+speech-versus-silence alone explains much of the loudness, and ~0 within speech: the second bar is the one
+that proves the mouth follows the syllables."""
 
 
 def speech_with_pauses(pause_seconds: float = 0.8) -> np.ndarray:
@@ -173,3 +176,30 @@ def test_renderer_keeps_the_identity(rendered, embedder: q.FaceEmbedder) -> None
     spaced = np.linspace(0, len(frames) - 1, 4).astype(int)
     identity = embedder.compare(avatar.image, [frames[i].image for i in sorted({*widest, *spaced})])
     assert identity.preserved, f"embedding distances {np.round(identity.distances, 2)}"
+
+
+def test_metrics_catch_a_late_or_open_mouth(rendered) -> None:
+    """The same output frames re-paired with their audio two frames early must read as a 2-frame lag."""
+    avatar, frames, report = rendered
+    late = [
+        Frame(index=i, image=frames[max(0, i - 2)].image, audio=frames[i].audio, speaking=frames[i].speaking)
+        for i in range(len(frames))
+    ]
+    late_report = q.measure_lip_sync(late, FPS, CANONICAL_SAMPLE_RATE, CLOSED_OPENING)
+    assert late_report.lag == 2 and late_report.r_zero < report.r_zero
+    # The prepared still (the photo's own mouth) shown throughout would not pass as closed in silence
+    # when that mouth is open, as the astronaut's smile is.
+    still_opening = lm.mouth_opening(lm.FaceLandmarks(avatar.points))
+    assert (still_opening > CLOSED_OPENING) == (avatar.source_name == PORTRAIT.name)
+
+
+def test_detail_and_change_measures(portrait: np.ndarray) -> None:
+    face = lm.detect_faces(portrait)[0]
+    mask = q.face_mask(face.points, portrait.shape)
+    assert 0.5 * face.width**2 < mask.sum() < 1.2 * face.width**2
+    assert not mask[round(face.xy[lm.MOUTH_CORNERS].mean(axis=0)[1]), round(face.center[0])]  # mouth left out
+    assert q.detail_kept([portrait], portrait, mask) == pytest.approx(1.0)
+    half_pixel = cv2.warpAffine(portrait, np.float32([[1, 0, 0.5], [0, 1, 0.5]]), (512, 512))
+    assert q.detail_kept([half_pixel], portrait, mask) < 0.5  # bilinear resampling softens the face
+    heat = q.change_heatmap([portrait, half_pixel], portrait)
+    assert heat.shape == portrait.shape
