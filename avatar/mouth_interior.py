@@ -15,6 +15,8 @@ import numpy as np
 from avatar import landmarks as lm
 from avatar.face_rig import FaceFrame, LipTargets, MouthRig
 
+CAVITY_TINT = np.array([0.7, 0.72, 1.15])
+"""The cavity is the lips' colour, darker and redder (BGR gains): a mouth is dark red inside, not grey."""
 MIN_TEETH_GAP = 0.05
 """A photo's lip gap (face units) from which its visible teeth are reused."""
 
@@ -127,7 +129,7 @@ def paint_interior(
 
     back = np.clip(depth / np.maximum(gap, 1e-6), 0.0, 1.0)
     cavity_shade = (0.28 + 0.18 * np.sin(np.pi * back)) * (1.0 - 0.45 * lateral**2)
-    cavity = colours.lips[None, None, :] * cavity_shade[..., None]
+    cavity = (colours.lips * CAVITY_TINT)[None, None, :] * cavity_shade[..., None]
     out = np.broadcast_to(cavity, (h, w, 3)).copy()
 
     open_gap = np.maximum(gap, 0.0)
@@ -140,10 +142,10 @@ def paint_interior(
     tongue = tongue_colour[None, None, :] * tongue_shade[..., None]
     out = out + (tongue - out) * tongue_a[..., None]
 
-    lower_height = np.minimum(0.05 * iod, 0.22 * open_gap) * np.clip(1.0 - 1.6 * lateral**2, 0.0, 1.0)
+    lower_height = np.minimum(0.05 * iod, 0.22 * open_gap) * np.clip(1.0 - 2.5 * lateral**2, 0.0, 1.0)
     lower_a = _smooth(lower_height - height, 1.0) * np.clip((open_gap - 0.1 * iod) / (0.06 * iod), 0.0, 1.0)
-    seams = _seams(u_src, rig.half_width)
-    lower = colours.teeth[None, None, :] * 0.8 * side_shade * seams[..., None]
+    seams = _seams(u_src, rig.half_width, iod)
+    lower = colours.teeth[None, None, :] * 0.85 * side_shade * seams[..., None]
     out = out + (lower - out) * lower_a[..., None]
 
     if colours.reuse_teeth:
@@ -188,8 +190,8 @@ def _lip_line(
     patch[:] = np.clip(np.round(base + (line - base) * strength[..., None]), 0, 255).astype(np.uint8)
 
 
-def _seams(u_src: np.ndarray, half_width: float) -> np.ndarray:
+def _seams(u_src: np.ndarray, half_width: float, iod: float) -> np.ndarray:
     """Faint darker lines between synthesised teeth (incisors wide at the centre, narrower to the side)."""
     edges = np.array([0.0, 0.2, 0.38, 0.54, 0.68, 0.8]) * half_width
     d = np.min(np.abs(np.abs(u_src)[..., None] - edges), axis=-1)
-    return 1.0 - 0.18 * np.exp(-((d / 0.6) ** 2))
+    return 1.0 - 0.1 * np.exp(-((d / max(0.6, 0.012 * iod)) ** 2))

@@ -21,12 +21,13 @@ import numpy as np
 
 from avatar import landmarks as lm
 from avatar.face_rig import OPEN_MAX, EyeRig, FaceFrame, MouthRig, eye_region, face_frame, mouth_region
+from avatar.lip_contour import refine_inner_lips
 from avatar.mouth_interior import analyse_mouth, opening_mask, paint_interior
 from avatar.patch_mesh import PatchMesh, Rect, clip_rect
 from avatar.source import load_source
 from core.errors import UserError
 
-RENDERER_VERSION = "realtime-2"
+RENDERER_VERSION = "realtime-3"
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
@@ -195,7 +196,9 @@ def build_avatar(
         face, _ = lm.select_face(faces, 0 if face_index is not None else None, name)
     if notice:
         notices.append(notice)
-    xy = face.xy.astype(np.float64)
+    xy = refine_inner_lips(image, face.xy.astype(np.float64), face_frame(face.xy).iod)
+    points = face.points.copy()
+    points[:, :2] = xy
     h, w = image.shape[:2]
     frame = face_frame(xy)
     iod = frame.iod
@@ -236,7 +239,7 @@ def build_avatar(
     roi, head_weight, pivot = _head_region(xy, frame, (w, h), (mouth_rect, eye_rect))
     return PreparedAvatar(
         image=np.ascontiguousarray(image),
-        points=face.points.copy(),
+        points=points,
         roi=roi,
         mouth_rect=mouth_rect,
         eye_rect=eye_rect,
