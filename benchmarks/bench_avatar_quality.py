@@ -9,6 +9,7 @@ Writes benchmarks/results/avatar_quality.md and a contact sheet PNG to look at.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from avatar import quality as q
 from avatar.prepare import prepare_avatar
 from avatar.realtime import RealtimeRenderer
 from core.audio import read_audio_file
-from core.events import CANONICAL_SAMPLE_RATE
+from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -31,6 +32,7 @@ PORTRAITS = {
 }
 SPEECH = sorted((ROOT / "tests" / "data" / "audio" / "en").glob("*.wav"))
 FPS = 25
+PIPER_TEXT = "Hello there. My name is Joe, and I will be your guide today. Let's look at how this works."
 CLOSED = 0.06
 """Measured lip opening (gap / width) under which a mouth counts as closed: see the module notes."""
 
@@ -42,6 +44,33 @@ def speech_with_pauses(pause_seconds: float = 0.8) -> np.ndarray:
     for path in SPEECH:
         parts += [read_audio_file(path, CANONICAL_SAMPLE_RATE), pause]
     return np.concatenate(parts)
+
+
+def piper_speech(text: str) -> list[SpeechChunk]:
+    """Offline TTS with phoneme timings: the production path, where visemes drive the mouth."""
+    from speech.tts_piper import PiperTTS
+
+    async def collect() -> list[SpeechChunk]:
+        tts = PiperTTS()
+        try:
+            return [c async for c in tts.stream(text) if isinstance(c, SpeechChunk)]
+        finally:
+            await tts.aclose()
+
+    return asyncio.run(collect())
+
+
+def render_chunks(renderer: RealtimeRenderer, chunks: list[SpeechChunk], pause_seconds: float = 0.8) -> list:
+    """Queue TTS chunks with their visemes, between two pauses, and render until all is played."""
+    pause = np.zeros(int(pause_seconds * CANONICAL_SAMPLE_RATE), np.int16)
+    renderer.feed(pause)
+    for chunk in chunks:
+        renderer.feed(chunk.pcm, chunk.visemes)
+    renderer.feed(pause)
+    frames = []
+    while renderer.queued_samples > 0:
+        frames.append(renderer.render_next())
+    return frames
 
 
 def identity_frames(frames: list, openings: np.ndarray, count: int = 8) -> list[np.ndarray]:
@@ -75,6 +104,7 @@ def main() -> None:
     parser.add_argument("--no-identity", action="store_true", help="skip the dlib identity check")
     args = parser.parse_args()
     pcm = speech_with_pauses()
+    piper_chunks = piper_speech(PIPER_TEXT)
     embedder = None if args.no_identity else q.FaceEmbedder()
     rows: list[dict[str, str]] = []
     sheet_done = False
@@ -82,9 +112,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in PORTRAITS.items():
             avatar, _ = prepare_avatar(path, Path(tmp) / "cache")
-            for mode, chunk in (("whole utterance queued", None), ("40 ms chunks, no look-ahead", 960)):
+            modes = ("recorded speech, whole queued", "recorded speech, 40 ms chunks", "piper TTS with visemes")
+            for mode in modes:
                 renderer = RealtimeRenderer(avatar, fps=FPS, seed=1)
-                frames = q.render_speech(renderer, pcm, chunk_samples=chunk, tail_frames=FPS)
+                if mode.startswith("piper"):
+                    frames = render_chunks(renderer, piper_chunks)
+                else:
+                    chunk = 960 if "40 ms" in mode else None
+                    frames = q.render_speech(renderer, pcm, chunk_samples=chunk, tail_frames=FPS)
                 report = q.measure_lip_sync(frames, FPS, CANONICAL_SAMPLE_RATE, CLOSED)
                 checked = identity_frames(frames, report.openings)
                 identity = embedder.compare(avatar.image, checked) if embedder else None
@@ -97,7 +132,7 @@ def main() -> None:
                 rows.append(
                     {
                         "portrait": name,
-                        "feeding": mode,
+                        "speech, feeding": mode,
                         "frames": str(len(frames)),
                         "lag (frames)": f"{report.lag:+d}",
                         "r at lag 0": f"{report.r_zero:.2f}",
@@ -114,15 +149,21 @@ def main() -> None:
                         "face detail kept": f"{q.detail_kept(images[::5], avatar.image, detail_mask):.2f}",
                     }
                 )
-                if not sheet_done:
+                if not sheet_done and mode.startswith("recorded"):
                     write_contact_sheet(frames, report, avatar.points)
                     sheet_done = True
+                if mode.startswith("piper") and name.startswith("astronaut"):
+                    write_viseme_sheet(frames, report, avatar.points, piper_chunks)
             heatmaps.append(q.change_heatmap(images[::3], avatar.image))
     columns = list(rows[0])
     header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
     notes = (
-        f"Speech: {', '.join(p.name for p in SPEECH)} with 0.8 s of silence before, between and after "
-        f"({len(pcm) / CANONICAL_SAMPLE_RATE:.1f} s), {FPS} FPS. Lip opening = inner-lip gap / mouth width, read by "
+        f"Recorded speech: {', '.join(p.name for p in SPEECH)} with 0.8 s of silence before, between and after "
+        f"({len(pcm) / CANONICAL_SAMPLE_RATE:.1f} s), no visemes (the mouth follows the audio alone), either queued "
+        "whole or fed in 40 ms chunks with a frame drawn after each (no look-ahead). Piper TTS: "
+        f"\"{PIPER_TEXT}\" (en_US-joe-medium) fed chunk by chunk with its phoneme visemes, 0.8 s pauses around. "
+        f"{FPS} FPS. "
+        "Lip opening = inner-lip gap / mouth width, read by "
         "mediapipe's face mesh on each output frame independently. Loudness = RMS dBFS of each frame's own "
         "audio, floored 40 dB under the peak. Silent = 40 dB under the peak and ≥ 2 frames (80 ms) from any "
         f"sound. Closed = measured opening ≤ {CLOSED}. Identity: dlib ResNet embedding distance of the most open "
@@ -135,7 +176,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "avatar_quality.md").write_text(
         f"# Avatar lip-sync and identity quality\n\n{notes}\n\n{table}\n\n"
-        "Contact sheet (lower face across the first sentence): contact_sheet.png. "
+        "Contact sheets (lower face): contact_sheet.png across the first recorded sentence, every other frame; "
+        "contact_sheet_visemes.png every frame of the piper sentence's start, labelled with the viseme due. "
         "Where pixels change across the clip (95th percentile, blue = never): avatar_change_heatmap.png.\n",
         encoding="utf-8",
     )
@@ -144,13 +186,37 @@ def main() -> None:
     cv2.imwrite(str(RESULTS / "avatar_change_heatmap.png"), np.hstack(scaled))
 
 
+def lower_face_crop(points: np.ndarray) -> tuple[int, int, int, int]:
+    x, y, w, h = lm.FaceLandmarks(points).bbox
+    return x - w // 4, y + h // 3, w + w // 2, h - h // 3 + h // 4
+
+
+def write_viseme_sheet(
+    frames: list, report: q.LipSyncReport, points: np.ndarray, chunks: list[SpeechChunk], pause_seconds: float = 0.8
+) -> None:
+    """Every frame of the first words of the piper sentence, labelled with the viseme due at that frame."""
+    timeline, offset = [], pause_seconds
+    for chunk in chunks:
+        timeline += [(offset + v.start, offset + v.end, v.viseme.name) for v in chunk.visemes]
+        offset += chunk.duration
+
+    def due(i: int) -> str:
+        t = (i + 0.5) / FPS
+        return next((name for start, end, name in timeline if start <= t < end), "-")
+
+    first = int(np.flatnonzero(~report.silent)[0])
+    picks = list(range(max(0, first - 2), min(len(frames), first + 46)))
+    labels = [f"{i} {due(i)} o={report.openings[i]:.2f}" for i in picks]
+    sheet = q.contact_sheet([frames[i].image for i in picks], 8, labels, lower_face_crop(points), 180)
+    cv2.imwrite(str(RESULTS / "contact_sheet_visemes.png"), sheet)
+
+
 def write_contact_sheet(frames: list, report: q.LipSyncReport, points: np.ndarray) -> None:
     """Every other frame across the first sentence, cropped to the lower face."""
     sounding = np.flatnonzero(~report.silent)
     start = max(0, int(sounding[0]) - 6)
     picks = list(range(start, min(len(frames), start + 96), 2))
-    x, y, w, h = lm.FaceLandmarks(points).bbox
-    crop = (x - w // 4, y + h // 3, w + w // 2, h - h // 3 + h // 4)
+    crop = lower_face_crop(points)
     labels = [
         f"{i} o={report.openings[i]:.2f} {'spk' if not report.silent[i] else 'sil'} {report.envelope_db[i]:.0f}dB"
         for i in picks
