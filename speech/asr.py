@@ -26,6 +26,7 @@ from core.config import ASRConfig, resolve_path
 from core.errors import UserError
 from core.events import WordTiming
 from speech.model_store import offline_whisper_base
+from speech.vad import TurnEvent, UserPaused, UserStoppedSpeaking
 
 WHISPER_RATE = 16_000
 _SILENCE_RMS = 1e-4
@@ -183,3 +184,35 @@ class Transcriber:
     ) -> Transcript:
         """Same as `transcribe`, off the event loop."""
         return await asyncio.to_thread(self.transcribe, pcm, sample_rate, language)
+
+
+class TurnTranscriber:
+    """Transcribes user turns, starting at the pause before a turn ends.
+
+    The turn detector waits `end_of_turn_ms` of silence before it ends a turn; it announces the
+    pause `post_roll_ms` into that silence with exactly the audio the turn will carry. Starting
+    recognition then hides most of the wait; if the user talks on, the early result is ignored
+    (its CPU time is the price). Use from the event loop: `observe` every event, `finish` a turn.
+    """
+
+    def __init__(self, transcriber: Transcriber, language: str | None = None) -> None:
+        self.transcriber = transcriber
+        self.language = language
+        self._early: tuple[UserPaused, asyncio.Task[Transcript]] | None = None
+        self.reused = 0
+        """How many turns were answered by the early transcription (for metrics and tests)."""
+
+    def observe(self, event: TurnEvent) -> None:
+        if isinstance(event, UserPaused):
+            task = asyncio.create_task(self.transcriber.transcribe_async(event.audio, event.sample_rate, self.language))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # an unused result may fail quietly
+            self._early = (event, task)
+
+    async def finish(self, turn: UserStoppedSpeaking) -> Transcript:
+        early, self._early = self._early, None
+        if early is not None:
+            paused, task = early
+            if (paused.start, paused.end) == (turn.start, turn.end) and np.array_equal(paused.audio, turn.audio):
+                self.reused += 1
+                return await task
+        return await self.transcriber.transcribe_async(turn.audio, turn.sample_rate, self.language)

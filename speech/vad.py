@@ -80,6 +80,18 @@ class UserStartedSpeaking:
 
 
 @dataclass(frozen=True, slots=True)
+class UserPaused:
+    """`post_roll_ms` of silence inside a turn. If the silence lasts until the turn ends, the turn's
+    audio will be exactly `audio`, so recognition can start now instead of `end_of_turn_ms` later."""
+
+    start: float
+    end: float
+    at: float
+    audio: np.ndarray = field(repr=False)
+    sample_rate: int = VAD_RATE
+
+
+@dataclass(frozen=True, slots=True)
 class UserStoppedSpeaking:
     """End of the user's turn: `end_of_turn_ms` of silence, the length cap, or the end of the stream."""
 
@@ -99,11 +111,11 @@ class UserStoppedSpeaking:
         return len(self.audio) / self.sample_rate
 
 
-TurnEvent = UserStartedSpeaking | UserStoppedSpeaking
+TurnEvent = UserStartedSpeaking | UserPaused | UserStoppedSpeaking
 
 
 class TurnDetector:
-    """Turns a microphone stream into user-started / user-stopped-speaking events.
+    """Turns a microphone stream into user-started / paused / stopped-speaking events.
 
     Feed chunks of any length (int16 or float, mono, interleaved or (frames, channels), at
     `sample_rate`). Speech starts when the probability reaches `threshold` and has lasted
@@ -225,6 +237,13 @@ class TurnDetector:
             return self._maybe_confirm(k)
         if k - self._last_speech >= self._end_of_turn:
             return self._end_turn(k, truncated=False)
+        if k - self._last_speech == max(1, self._post_roll):
+            return UserPaused(
+                self._onset * FRAME_SECONDS,
+                (self._last_speech + 1) * FRAME_SECONDS,
+                (k + 1) * FRAME_SECONDS,
+                self._turn_audio(k),
+            )
         if len(self._utterance) >= self._max_frames:
             return self._end_turn(k, truncated=True)
         return None
@@ -235,10 +254,13 @@ class TurnDetector:
             return UserStartedSpeaking(self._onset * FRAME_SECONDS, (k + 1) * FRAME_SECONDS)
         return None
 
+    def _turn_audio(self, k: int) -> np.ndarray:
+        """The utterance with at most `post_roll_ms` of its trailing silence."""
+        keep = len(self._utterance) - max(0, k - self._last_speech - self._post_roll)
+        return np.concatenate(self._utterance[:keep]) if keep > 0 else np.zeros(0, np.int16)
+
     def _end_turn(self, k: int, truncated: bool) -> UserStoppedSpeaking:
-        silent_tail = k - self._last_speech
-        keep = len(self._utterance) - max(0, silent_tail - self._post_roll)
-        audio = np.concatenate(self._utterance[:keep]) if keep > 0 else np.zeros(0, np.int16)
+        audio = self._turn_audio(k)
         for f in self._utterance[-self._pre_roll.maxlen :] if self._pre_roll.maxlen else ():
             self._pre_roll.append(f)
         event = UserStoppedSpeaking(

@@ -12,8 +12,8 @@ from core.audio import read_audio_file, resample
 from core.config import ASRConfig
 from core.errors import UserError
 from speech import model_store
-from speech.asr import Transcriber, to_simplified
-from speech.vad import TurnDetector, UserStoppedSpeaking
+from speech.asr import Transcriber, TurnTranscriber, to_simplified
+from speech.vad import TurnDetector, UserPaused, UserStoppedSpeaking
 
 AUDIO = Path(__file__).parent / "data" / "audio"
 RATE = 16_000
@@ -175,6 +175,32 @@ def test_turn_detector_to_transcript(transcriber: Transcriber) -> None:
     assert len(turns) == 1
     result = transcriber.transcribe(turns[0].audio, turns[0].sample_rate)
     assert normalise_words(result.text) == normalise_words(reference)
+
+
+def voiced(pcm: np.ndarray) -> np.ndarray:
+    """The recording without leading/trailing silence (10 ms frames above -40 dBFS)."""
+    hop = RATE // 100
+    rms = np.sqrt(np.mean((pcm[: len(pcm) // hop * hop].reshape(-1, hop) / 32768.0) ** 2, axis=1))
+    loud = np.flatnonzero(rms > 0.01)
+    return pcm[loud[0] * hop : (loud[-1] + 1) * hop]
+
+
+async def test_turn_transcriber_starts_at_the_pause(transcriber: Transcriber) -> None:
+    """A 350 ms gap mid-turn pauses (early recognition, discarded when the user talks on); the final
+    pause's early recognition is the turn's transcript."""
+    (hello, hello_ref), (fox, fox_ref) = samples("en")[1:3]
+    silence = np.zeros(RATE, np.int16)
+    stream = np.concatenate([silence, voiced(fox), np.zeros(int(0.35 * RATE), np.int16), voiced(hello), silence])
+    detector, turns = TurnDetector(), TurnTranscriber(transcriber)
+    pauses, results = 0, []
+    for i in range(0, len(stream), 320):
+        for event in detector.feed(stream[i : i + 320]):
+            turns.observe(event)
+            pauses += isinstance(event, UserPaused)
+            if isinstance(event, UserStoppedSpeaking):
+                results.append(await turns.finish(event))
+    assert pauses == 2 and turns.reused == 1
+    assert [normalise_words(r.text) for r in results] == [normalise_words(fox_ref + " " + hello_ref)]
 
 
 async def test_async_helper(transcriber: Transcriber) -> None:

@@ -11,7 +11,7 @@ import pytest
 from core.audio import read_audio_file, resample
 from core.config import VADConfig
 from core.errors import UserError
-from speech.vad import FRAME, SileroVAD, TurnDetector, UserStartedSpeaking, UserStoppedSpeaking
+from speech.vad import FRAME, SileroVAD, TurnDetector, UserPaused, UserStartedSpeaking, UserStoppedSpeaking
 
 AUDIO = Path(__file__).parent / "data" / "audio"
 RATE = 16_000
@@ -62,8 +62,8 @@ def test_streaming_matches_faster_whisper_batch(padded: np.ndarray) -> None:
 def test_utterance_gives_start_then_stop(speech: np.ndarray, padded: np.ndarray) -> None:
     cfg = VADConfig()
     events = run(TurnDetector(cfg), padded)
-    assert [type(e) for e in events] == [UserStartedSpeaking, UserStoppedSpeaking]
-    started, stopped = events
+    assert [type(e) for e in events] == [UserStartedSpeaking, UserPaused, UserStoppedSpeaking]
+    started, paused, stopped = events
     lo, hi = speech_span(speech)
     assert abs(started.start - (1.0 + lo)) < 0.15
     assert started.at == pytest.approx(started.start + cfg.min_speech_ms / 1000, abs=0.04)
@@ -71,6 +71,10 @@ def test_utterance_gives_start_then_stop(speech: np.ndarray, padded: np.ndarray)
     assert abs(stopped.end - (1.0 + hi)) < 0.3
     assert stopped.at - stopped.end == pytest.approx(cfg.end_of_turn_ms / 1000, abs=0.04)
     assert not stopped.truncated and stopped.sample_rate == RATE
+    # The pause comes 200 ms (post-roll) into the silence with exactly the audio the turn ends with.
+    assert (paused.start, paused.end) == (stopped.start, stopped.end)
+    assert paused.at == pytest.approx(paused.end + 0.2, abs=0.04) and paused.at < stopped.at
+    np.testing.assert_array_equal(paused.audio, stopped.audio)
     # The utterance keeps ~0.3 s of pre-roll so the first phoneme is not clipped, and all the speech.
     assert stopped.duration >= (stopped.end - stopped.start) + 0.25
     first_loud = np.flatnonzero(np.abs(stopped.audio) > 328)[0] / RATE
@@ -129,9 +133,11 @@ def test_any_rate_and_channel_layout(padded: np.ndarray, rate: int, layout: str)
         else:
             events += detector.feed(audio[i : i + step])
     events += detector.flush()
-    assert [type(e) for e in events] == [UserStartedSpeaking, UserStoppedSpeaking]
-    assert abs(events[0].start - reference[0].start) < 0.1
-    assert abs(events[1].end - reference[1].end) < 0.15
+    turn = [e for e in events if not isinstance(e, UserPaused)]  # a short gap inside the sentence may pause
+    assert [type(e) for e in turn] == [UserStartedSpeaking, UserStoppedSpeaking]
+    assert isinstance(events[-2], UserPaused)
+    assert abs(turn[0].start - reference[0].start) < 0.1
+    assert abs(turn[1].end - reference[2].end) < 0.15
 
 
 def test_long_speech_is_capped(speech: np.ndarray) -> None:
@@ -147,22 +153,27 @@ def test_long_speech_is_capped(speech: np.ndarray) -> None:
     assert isinstance(events[0], UserStartedSpeaking)
 
 
-def test_hysteresis_and_end_of_turn_logic() -> None:
-    """The state machine on its own, fed speech probabilities frame by frame."""
-    detector = TurnDetector(VADConfig(threshold=0.5, min_speech_ms=96, end_of_turn_ms=160))
+def test_hysteresis_pause_and_end_of_turn_logic() -> None:
+    """The state machine on its own, fed speech probabilities frame by frame (32 ms each)."""
+    detector = TurnDetector(VADConfig(threshold=0.5, min_speech_ms=96, end_of_turn_ms=256), post_roll_ms=192)
     frame = np.zeros(FRAME, np.int16)
-    probs = [0.1, 0.6, 0.45, 0.4, 0.36, 0.3, 0.2, 0.4, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.6, 0.2]
+    probs = [0.1, 0.6, 0.45, 0.4, 0.36, 0.3, 0.2, 0.4, *[0.1] * 10, 0.6, 0.2, 0.1, 0.1]
     events = []
     for p in probs:
         if (e := detector._step(frame, p)) is not None:
             events.append((detector._frames_seen, e))
         detector._frames_seen += 1
-    # Starts at 0.6, holds through 0.45..0.36 (below the threshold but above 0.35), confirmed after
-    # 3 frames (96 ms); the 0.4 after a dip still counts as speech; the turn ends 5 frames (160 ms)
-    # after the last frame >= 0.35. The lone 0.6 at the end is a click: too short to start a turn.
-    assert [(k, type(e)) for k, e in events] == [(3, UserStartedSpeaking), (12, UserStoppedSpeaking)]
+    # Starts at 0.6 (frame 1) and holds through 0.45..0.36 (below the threshold, above 0.35): confirmed
+    # after 3 frames. The 0.4 after the dip still counts as speech (frame 7). The pause comes 6 frames
+    # of silence later, the end of turn 8 frames later. The lone 0.6 at frame 18 is a click.
+    assert [(k, type(e)) for k, e in events] == [
+        (3, UserStartedSpeaking),
+        (13, UserPaused),
+        (15, UserStoppedSpeaking),
+    ]
     assert events[0][1].start == pytest.approx(1 * FRAME / RATE)
-    assert events[1][1].end == pytest.approx(8 * FRAME / RATE)
+    assert events[2][1].end == pytest.approx(8 * FRAME / RATE)
+    assert len(events[2][1].audio) == (1 + 7 + 6) * FRAME  # pre-roll frame 0, speech 1-7, 6 frames post-roll
 
 
 @pytest.mark.parametrize(
