@@ -46,7 +46,8 @@ def analyse_mouth(image: np.ndarray, xy: np.ndarray, rig: MouthRig) -> MouthColo
     skin = np.median(image[np.round(xy[cheek_ids, 1]).astype(int), np.round(xy[cheek_ids, 0]).astype(int)], axis=0)
     skin = skin.astype(np.float64)
     reuse = False
-    teeth = np.clip(np.array([205.0, 218.0, 228.0]) * (0.55 + 0.45 * skin.mean() / 170.0), 60, 240)
+    ivory = np.array([0.80, 0.90, 0.97])  # BGR: teeth are warm white, never bluish
+    teeth = np.clip(ivory * min(245.0, 1.15 * skin.max()), 60, 245)
     if rig.centre_gap > MIN_TEETH_GAP * rig.iod:
         mask = np.zeros(image.shape[:2], np.uint8)
         cv2.fillPoly(mask, [np.round(xy[lm.LIPS_INNER]).astype(np.int32)], 255)
@@ -125,7 +126,6 @@ def paint_interior(
     k = targets.width_scale
     u_src = u / k
     lateral = np.clip(np.abs(u_src) / rig.half_width, 0.0, 1.0)
-    side_shade = (1.0 - 0.45 * lateral**2)[..., None]
 
     back = np.clip(depth / np.maximum(gap, 1e-6), 0.0, 1.0)
     cavity_shade = (0.28 + 0.18 * np.sin(np.pi * back)) * (1.0 - 0.45 * lateral**2)
@@ -142,10 +142,9 @@ def paint_interior(
     tongue = tongue_colour[None, None, :] * tongue_shade[..., None]
     out = out + (tongue - out) * tongue_a[..., None]
 
-    lower_height = np.minimum(0.05 * iod, 0.22 * open_gap) * np.clip(1.0 - 2.5 * lateral**2, 0.0, 1.0)
-    lower_a = _smooth(lower_height - height, 1.0) * np.clip((open_gap - 0.1 * iod) / (0.06 * iod), 0.0, 1.0)
-    seams = _seams(u_src, rig.half_width, iod)
-    lower = colours.teeth[None, None, :] * 0.85 * side_shade * seams[..., None]
+    lower_length, lower_shade = _teeth(u_src / 0.8, rig.half_width, np.minimum(0.045 * iod, 0.2 * open_gap))
+    lower_a = _smooth(lower_length - height, 1.0) * np.clip((open_gap - 0.12 * iod) / (0.06 * iod), 0.0, 1.0)
+    lower = _shaded(colours, 0.72 * lower_shade)
     out = out + (lower - out) * lower_a[..., None]
 
     if colours.reuse_teeth:
@@ -157,10 +156,10 @@ def paint_interior(
         upper = cv2.remap(image, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         upper = upper.astype(np.float64)
     else:
-        upper_height = 0.12 * iod * (1.0 - 0.5 * lateral**2)
-        rel = np.clip(depth / np.maximum(upper_height, 1e-6), 0.0, 1.0)
-        vertical = 0.86 + 0.14 * np.sin(np.pi * np.clip(rel * 1.3, 0.0, 1.0))
-        upper = colours.teeth[None, None, :] * (side_shade[..., 0] * seams * vertical)[..., None]
+        upper_height, tooth_shade = _teeth(u_src, rig.half_width, 0.11 * iod)
+        tip = np.clip(depth / np.maximum(upper_height, 1e-6), 0.0, 1.0)
+        vertical = 1.0 - 0.08 * tip**3
+        upper = _shaded(colours, tooth_shade * vertical)
     lip_shadow = 0.7 + 0.3 * np.clip(depth / max(0.03 * iod, 1.0), 0.0, 1.0)
     upper = upper * lip_shadow[..., None]
     upper_a = _smooth(upper_height - depth, 1.2)
@@ -190,8 +189,29 @@ def _lip_line(
     patch[:] = np.clip(np.round(base + (line - base) * strength[..., None]), 0, 255).astype(np.uint8)
 
 
-def _seams(u_src: np.ndarray, half_width: float, iod: float) -> np.ndarray:
-    """Faint darker lines between synthesised teeth (incisors wide at the centre, narrower to the side)."""
-    edges = np.array([0.0, 0.2, 0.38, 0.54, 0.68, 0.8]) * half_width
-    d = np.min(np.abs(np.abs(u_src)[..., None] - edges), axis=-1)
-    return 1.0 - 0.1 * np.exp(-((d / max(0.6, 0.012 * iod)) ** 2))
+TOOTH_EDGES = np.array([0.0, 0.22, 0.4, 0.56, 0.7, 0.82, 0.93])
+"""Where synthesised teeth meet, from the mouth centre outwards, in half mouth widths."""
+TOOTH_LENGTH = np.array([1.0, 0.86, 0.92, 0.75, 0.65, 0.55])
+TOOTH_SHADE = np.array([1.0, 0.95, 0.88, 0.78, 0.66, 0.55])
+
+
+def _shaded(colours: MouthColours, shade: np.ndarray) -> np.ndarray:
+    """Teeth colour darkened towards the mouth's own warm shadow, not towards grey."""
+    shadow = colours.lips * CAVITY_TINT * 0.4
+    return colours.teeth * shade[..., None] + shadow * (1.0 - shade[..., None])
+
+
+def _teeth(u_src: np.ndarray, half_width: float, length: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(visible length, shade) of a row of synthesised teeth at each pixel column.
+
+    Each tooth is a rounded tab: shorter at its own sides (so the biting edge is scalloped and
+    neighbours are told apart by shape, not by drawn lines), and darker the further back it sits.
+    """
+    a = np.abs(u_src) / half_width
+    index = np.clip(np.searchsorted(TOOTH_EDGES, a, side="right") - 1, 0, len(TOOTH_LENGTH) - 1)
+    lo, hi = TOOTH_EDGES[index], TOOTH_EDGES[index + 1]
+    across = np.clip((a - lo) / (hi - lo), 0.0, 1.0) * 2.0 - 1.0
+    inside = a < TOOTH_EDGES[-1]
+    visible = length * TOOTH_LENGTH[index] * (1.0 - 0.3 * across**4) * inside
+    shade = TOOTH_SHADE[index] * (1.0 - 0.14 * across**6)
+    return visible, shade
