@@ -176,7 +176,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "avatar_quality.md").write_text(
         f"# Avatar lip-sync and identity quality\n\n{notes}\n\n{table}\n\n"
-        "Contact sheets (lower face): contact_sheet.png across the first recorded sentence, every other frame; "
+        "Contact sheets (lower face): contact_sheet.png across the first recorded sentence, every other frame "
+        "(label: frame, measured opening, spk = sound / sil = scored silence / edge = quiet next to sound, dBFS); "
         "contact_sheet_visemes.png every frame of the piper sentence's start, labelled with the viseme due. "
         "Where pixels change across the clip (95th percentile, blue = never): avatar_change_heatmap.png.\n",
         encoding="utf-8",
@@ -217,10 +218,13 @@ def write_contact_sheet(frames: list, report: q.LipSyncReport, points: np.ndarra
     start = max(0, int(sounding[0]) - 6)
     picks = list(range(start, min(len(frames), start + 96), 2))
     crop = lower_face_crop(points)
-    labels = [
-        f"{i} o={report.openings[i]:.2f} {'spk' if not report.silent[i] else 'sil'} {report.envelope_db[i]:.0f}dB"
-        for i in picks
-    ]
+    floor = report.envelope_db.max() - 40.0
+
+    def state(i: int) -> str:
+        """spk: sound in this frame; sil: counted as silence; edge: quiet but next to sound (not scored)."""
+        return "spk" if report.envelope_db[i] > floor else "sil" if report.silent[i] else "edge"
+
+    labels = [f"{i} o={report.openings[i]:.2f} {state(i)} {report.envelope_db[i]:.0f}dB" for i in picks]
     sheet = q.contact_sheet([frames[i].image for i in picks], cols=8, labels=labels, crop=crop, tile_width=180)
     cv2.imwrite(str(RESULTS / "contact_sheet.png"), sheet)
 
