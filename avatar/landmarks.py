@@ -288,9 +288,7 @@ def select_face(
     else:
         face = faces[0]
         if len(faces) > 1:
-            notice = (
-                f"found {len(faces)} faces in {source_name}; animating the largest (use --face-index N to choose)"
-            )
+            notice = f"found {len(faces)} faces in {source_name}; animating the largest (use --face-index N to choose)"
     if face.width < MIN_FACE_PX:
         raise UserError(
             f"the face in {source_name} is only {face.width:.0f} px wide; at least {MIN_FACE_PX} px is needed: "

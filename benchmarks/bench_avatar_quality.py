@@ -161,7 +161,7 @@ def main() -> None:
         f"Recorded speech: {', '.join(p.name for p in SPEECH)} with 0.8 s of silence before, between and after "
         f"({len(pcm) / CANONICAL_SAMPLE_RATE:.1f} s), no visemes (the mouth follows the audio alone), either queued "
         "whole or fed in 40 ms chunks with a frame drawn after each (no look-ahead). Piper TTS: "
-        f"\"{PIPER_TEXT}\" (en_US-joe-medium) fed chunk by chunk with its phoneme visemes, 0.8 s pauses around. "
+        f'"{PIPER_TEXT}" (en_US-joe-medium) fed chunk by chunk with its phoneme visemes, 0.8 s pauses around. '
         f"{FPS} FPS. "
         "Lip opening = inner-lip gap / mouth width, read by "
         "mediapipe's face mesh on each output frame independently. Loudness = RMS dBFS of each frame's own "

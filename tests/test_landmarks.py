@@ -179,6 +179,7 @@ def test_tracker_follows_the_face_and_fills_gaps(portrait: np.ndarray, face: Fac
     expected = face.xy[lm.NOSE_TIP, 0] + 64 + shifts
     assert np.abs(nose_x - expected).max() < 4.0  # including the interpolated gap
     raw = VideoLandmarkTracker(fps=25.0, smooth=False).track(frames)
+
     # Smoothing removes the mesh's frame-to-frame jitter: the residual around the true motion shrinks.
     def jitter(faces: list[FaceLandmarks]) -> float:
         return float(np.std(np.diff([f.xy[lm.LIPS_OUTER].mean(axis=0)[1] for f in faces])))
