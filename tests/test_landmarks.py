@@ -180,11 +180,12 @@ def test_tracker_follows_the_face_and_fills_gaps(portrait: np.ndarray, face: Fac
     assert np.abs(nose_x - expected).max() < 4.0  # including the interpolated gap
     raw = VideoLandmarkTracker(fps=25.0, smooth=False).track(frames)
 
-    # Smoothing removes the mesh's frame-to-frame jitter: the residual around the true motion shrinks.
+    # The face only slides sideways, so any vertical frame-to-frame motion of the lips is mesh jitter (raw ~0.09 px,
+    # smoothed ~0.02 px).
     def jitter(faces: list[FaceLandmarks]) -> float:
         return float(np.std(np.diff([f.xy[lm.LIPS_OUTER].mean(axis=0)[1] for f in faces])))
 
-    assert jitter(track) <= jitter(raw)
+    assert jitter(track) < 0.5 * jitter(raw)
 
 
 def test_tracker_refuses_a_clip_without_the_face(portrait: np.ndarray) -> None:
