@@ -25,9 +25,10 @@ from avatar.lip_contour import refine_inner_lips
 from avatar.mouth_interior import analyse_mouth, opening_mask, paint_interior
 from avatar.patch_mesh import PatchMesh, Rect, clip_rect
 from avatar.source import load_source
+from avatar.video_loop import VideoLoop, build_loop
 from core.errors import UserError
 
-RENDERER_VERSION = "realtime-3"
+RENDERER_VERSION = "realtime-4"
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
@@ -37,8 +38,9 @@ MAX_OPEN_STEP_PX = 1.2
 """Neighbouring mouth patches differ by at most this lip travel, so blending them never ghosts."""
 
 _ARRAYS = (
-    "image", "points", "mouth_bank", "open_levels", "eye_bank", "head_weight",
+    "image", "points", "mouth_bank", "open_levels", "eye_bank", "head_weight", "mouth_mask",
 )  # fmt: skip
+_LOOP_ARRAYS = ("jpegs", "offsets", "transforms")
 
 
 @dataclass
@@ -58,6 +60,8 @@ class PreparedAvatar:
     """(blink levels, brow levels, h, w, 3) uint8 eye-and-brow patches."""
     head_weight: np.ndarray
     """(roi h, roi w) float32: how much each head-region pixel follows head motion (0 at the region border)."""
+    mouth_mask: np.ndarray
+    """(mouth h, mouth w) float32 feathered weight of the mouth patch over a video frame (0 at its border)."""
     pivot: tuple[float, float]
     iod: float
     teeth: str
@@ -69,6 +73,8 @@ class PreparedAvatar:
     load_seconds: float = 0.0
     from_cache: bool = False
     notices: list[str] = field(default_factory=list)
+    loop: VideoLoop | None = None
+    """For a video source: the clip's frames and head motion, onto which the mouth is laid."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -127,7 +133,9 @@ def prepare_avatar(
             cached.load_seconds = time.perf_counter() - start
             return cached, list(cached.notices)
     loaded = load_source(path)
-    avatar = build_avatar(loaded.frames, path.name, loaded.digest, face_index, size, is_video=loaded.is_video)
+    avatar = build_avatar(
+        loaded.frames, path.name, loaded.digest, face_index, size, is_video=loaded.is_video, video_fps=loaded.fps
+    )
     avatar.notices = [*loaded.notices, *avatar.notices]
     avatar.prepare_seconds = time.perf_counter() - start
     if cache_path is not None:
@@ -153,11 +161,7 @@ def _pick_video_frame(frames: list[np.ndarray], face_index: int | None, name: st
         score = abs(yaw) / 10 + abs(pitch) / 15 + lm.mouth_opening(face) * 10
         if score < best_score:
             best, best_score = int(i), score
-    notice = (
-        f"video avatar {name}: animated from one still frame of the clip (frame {best}); "
-        "the clip's own motion is not used by the CPU renderer yet"
-    )
-    return best, [notice]
+    return best, []
 
 
 def _fit(image: np.ndarray, size: tuple[int, int], centre: np.ndarray) -> np.ndarray:
@@ -183,6 +187,7 @@ def build_avatar(
     face_index: int | None = None,
     size: tuple[int, int] | None = None,
     is_video: bool = False,
+    video_fps: float | None = None,
 ) -> PreparedAvatar:
     notices: list[str] = []
     index = 0
@@ -190,8 +195,9 @@ def build_avatar(
         index, notices = _pick_video_frame(frames, face_index, name)
     image = frames[index]
     face, notice = lm.select_face(lm.detect_faces(image), face_index, name)
+    centre = face.center
     if size is not None and (image.shape[1], image.shape[0]) != size:
-        image = _fit(image, size, face.center)
+        image = _fit(image, size, centre)
         faces = lm.detect_faces(image)
         face, _ = lm.select_face(faces, 0 if face_index is not None else None, name)
     if notice:
@@ -236,6 +242,12 @@ def build_avatar(
                 image, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
             )
 
+    loop = None
+    if is_video and len(frames) > 1:
+        fps = video_fps or 25.0
+        clip = [_fit(f, size, centre) for f in frames] if size is not None else frames
+        loop, loop_notices = build_loop(clip, fps, xy, face_index, name)
+        notices += [n for n in loop_notices if n not in notices]
     roi, head_weight, pivot = _head_region(xy, frame, (w, h), (mouth_rect, eye_rect))
     return PreparedAvatar(
         image=np.ascontiguousarray(image),
@@ -247,6 +259,7 @@ def build_avatar(
         open_levels=open_levels,
         eye_bank=eye_bank,
         head_weight=head_weight,
+        mouth_mask=_mouth_mask(xy, mouth_rect, iod),
         pivot=pivot,
         iod=iod,
         teeth="reused from the photo" if colours.reuse_teeth else "synthesized (the photo shows none)",
@@ -254,6 +267,7 @@ def build_avatar(
         digest=digest,
         is_video=is_video,
         notices=notices,
+        loop=loop,
     )
 
 
@@ -287,6 +301,22 @@ def _head_region(
     return roi, weight.astype(np.float32), pivot
 
 
+def _mouth_mask(xy: np.ndarray, rect: Rect, iod: float) -> np.ndarray:
+    """Where the animated mouth patch replaces a video frame: the lower face and the jaw's travel below it,
+    feathered, and exactly 0 at the patch border."""
+    x0, y0, x1, y1 = rect
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [np.round(xy[lm.FACE_OVAL] - (x0, y0)).astype(np.int32)], 255)
+    radius = max(1, round(0.3 * iod))
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    weight = mask.astype(np.float32) / 255.0
+    sigma = max(1.0, 0.06 * iod)
+    weight = cv2.GaussianBlur(weight, (0, 0), sigma)
+    ys, xs = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
+    border = np.minimum.reduce([xs, x1 - x0 - 1 - xs, ys, y1 - y0 - 1 - ys]) / max(2.0, 0.12 * iod)
+    return (weight * np.clip(border, 0.0, 1.0)).astype(np.float32)
+
+
 def _save(path: Path, avatar: PreparedAvatar) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -302,8 +332,11 @@ def _save(path: Path, avatar: PreparedAvatar) -> None:
         "is_video": avatar.is_video,
         "prepare_seconds": avatar.prepare_seconds,
         "notices": avatar.notices,
+        "loop_fps": avatar.loop.fps if avatar.loop is not None else None,
     }
     arrays = {name: getattr(avatar, name) for name in _ARRAYS}
+    if avatar.loop is not None:
+        arrays.update({f"loop_{name}": getattr(avatar.loop, name) for name in _LOOP_ARRAYS})
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -320,6 +353,9 @@ def _load(path: Path, digest: str) -> PreparedAvatar | None:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             arrays = {name: data[name] for name in _ARRAYS}
+            loop = None
+            if meta["loop_fps"] is not None:
+                loop = VideoLoop(**{name: data[f"loop_{name}"] for name in _LOOP_ARRAYS}, fps=float(meta["loop_fps"]))
         if meta["version"] != RENDERER_VERSION or meta["digest"] != digest:
             return None
         return PreparedAvatar(
@@ -337,6 +373,7 @@ def _load(path: Path, digest: str) -> PreparedAvatar | None:
             prepare_seconds=float(meta["prepare_seconds"]),
             from_cache=True,
             notices=list(meta["notices"]),
+            loop=loop,
         )
     except Exception:  # any damage to the cache file means: prepare again
         return None

@@ -188,7 +188,10 @@ class RealtimeRenderer(Renderer):
             opening, shape = self._opening * EASE_OUT, self._shape * EASE_OUT
         self._opening, self._shape = opening, shape
         pose = self._life.step(state.energy, speaking)
-        image = self._draw(opening, shape, pose)
+        if self.avatar.loop is not None:
+            image = self._draw_on_video(opening, shape, self._index / self.fps)
+        else:
+            image = self._draw(opening, shape, pose)
         frame = Frame(
             index=self._index,
             image=image,
@@ -199,6 +202,34 @@ class RealtimeRenderer(Renderer):
         )
         self._index += 1
         return frame
+
+    def _draw_on_video(self, opening: float, shape: float, seconds: float) -> np.ndarray:
+        """The clip's own frame (its own head motion and blinks) with the animated mouth laid onto the face."""
+        avatar = self.avatar
+        loop = avatar.loop
+        assert loop is not None
+        k = loop.index_at(seconds)
+        out = loop.frame(k)
+        patch = _blend_bank(avatar.mouth_bank, avatar.open_levels, opening, SHAPE_LEVELS, shape)
+        x0, y0, x1, y1 = avatar.mouth_rect
+        matrix = loop.transforms[k].astype(np.float64)
+        matrix = matrix @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+        corners = np.array([[0, 0, 1], [x1 - x0, 0, 1], [0, y1 - y0, 1], [x1 - x0, y1 - y0, 1]], np.float64)
+        placed = corners @ matrix.T
+        h, w = out.shape[:2]
+        dx0, dy0 = np.floor(placed.min(axis=0)).astype(int)
+        dx1, dy1 = np.ceil(placed.max(axis=0)).astype(int)
+        dx0, dy0, dx1, dy1 = max(dx0, 0), max(dy0, 0), min(dx1, w), min(dy1, h)
+        if dx1 <= dx0 or dy1 <= dy0:
+            return out
+        matrix[:, 2] -= (dx0, dy0)
+        size = (dx1 - dx0, dy1 - dy0)
+        warped = cv2.warpAffine(patch, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        weight = cv2.warpAffine(avatar.mouth_mask, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
+        region = out[dy0:dy1, dx0:dx1].astype(np.float32)
+        region += (warped.astype(np.float32) - region) * weight[..., None]
+        out[dy0:dy1, dx0:dx1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+        return out
 
     def _draw(self, opening: float, shape: float, pose: Pose) -> np.ndarray:
         avatar = self.avatar
