@@ -10,8 +10,12 @@ except MOUTH_CORNERS which is (image left, image right).
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -24,6 +28,8 @@ from core.errors import UserError
 NUM_LANDMARKS = 478
 MIN_FACE_PX = 60
 """Narrowest face (landmark extent, px) we animate: below this the mouth is a handful of pixels."""
+SMALL_FACE_FRACTION = 4
+"""A face narrower than 1/4 of the image may have neighbours the whole-image detector missed."""
 MAX_YAW_DEGREES = 35.0
 """Beyond this the far half of the face is hidden and a frontal warp cannot fake it."""
 
@@ -194,6 +200,38 @@ def static_face_mesh(max_faces: int) -> mp_face_mesh.FaceMesh:
     return cache[max_faces]
 
 
+_warmed: weakref.WeakSet[mp_face_mesh.FaceMesh] = weakref.WeakSet()
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def process_quietly(mesh: mp_face_mesh.FaceMesh, image_rgb: np.ndarray) -> object:
+    """Run the mesh; until it has seen a face, hide the INFO/WARNING lines its C++ graph prints on stderr.
+
+    Those lines (TFLite delegate, absl warnings) arrive during the first runs that reach the
+    landmark model; users should see one-line errors from us, not native log noise.
+    """
+    if mesh in _warmed:
+        return mesh.process(image_rgb)
+    with _native_stderr_silenced():
+        result = mesh.process(image_rgb)
+    if getattr(result, "multi_face_landmarks", None):
+        _warmed.add(mesh)
+    return result
+
+
 def faces_from_result(result: object, x0: float, y0: float, width: float, height: float) -> list[FaceLandmarks]:
     """mediapipe's normalised landmarks for an image region (x0, y0, width, height) as source-pixel faces."""
     faces = []
@@ -211,7 +249,7 @@ def _run(mesh: mp_face_mesh.FaceMesh, image_bgr: np.ndarray, box: tuple[int, int
     crop = image_bgr[y0 : y0 + h, x0 : x0 + w]
     if upscale != 1.0:
         crop = cv2.resize(crop, (round(w * upscale), round(h * upscale)), interpolation=cv2.INTER_CUBIC)
-    result = mesh.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+    result = process_quietly(mesh, cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
     return faces_from_result(result, x0, y0, w, h)
 
 
@@ -249,26 +287,30 @@ def _largest_first(faces: list[FaceLandmarks]) -> list[FaceLandmarks]:
 def detect_faces(image_bgr: np.ndarray, max_faces: int = 4) -> list[FaceLandmarks]:
     """All faces (up to `max_faces`), largest first, in the image's pixel coordinates.
 
-    The whole image is tried first; when that finds nothing, ever smaller overlapping crops are
-    searched (upscaled to at least 384 px), which finds small faces in large photos.
+    The whole image is tried first. When that finds nothing, or only faces small enough that
+    others of similar size could have been missed beside them, ever smaller overlapping crops
+    are searched too (upscaled to at least 384 px), which finds small faces in large photos.
     """
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
         raise ValueError("detect_faces expects a BGR uint8 image")
     height, width = image_bgr.shape[:2]
     mesh = static_face_mesh(max_faces)
-    faces = _run(mesh, image_bgr, (0, 0, width, height), 1.0)
-    if faces:
-        return _largest_first(faces)
-    for level in _tile_levels(width, height):
-        found: list[FaceLandmarks] = []
+    found = _run(mesh, image_bgr, (0, 0, width, height), 1.0)
+    if found and max(f.width for f in found) * SMALL_FACE_FRACTION >= min(width, height):
+        return _largest_first(found)
+    levels = _tile_levels(width, height)
+    if found:
+        levels = levels[:1]  # faces beside one already found are of similar size: the coarsest crops suffice
+    for level in levels:
+        before = len(found)
         for box in level:
             upscale = max(1.0, 384 / box[2])
             for face in _run(mesh, image_bgr, box, upscale):
                 if all(_iou(face, other) < 0.3 for other in found):
                     found.append(face)
-        if found:
-            return _largest_first(found)[:max_faces]
-    return []
+        if len(found) > before:
+            break
+    return _largest_first(found)[:max_faces]
 
 
 def select_face(

@@ -25,6 +25,7 @@ from avatar.landmarks import (
     detect_faces,
     faces_from_result,
     mouth_opening,
+    process_quietly,
     static_face_mesh,
 )
 from core.events import Frame
@@ -44,7 +45,7 @@ def lip_opening_series(frames: Sequence[np.ndarray]) -> np.ndarray:
     mesh = static_face_mesh(1)
     for i, frame in enumerate(frames):
         height, width = frame.shape[:2]
-        faces = faces_from_result(mesh.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), 0, 0, width, height)
+        faces = faces_from_result(process_quietly(mesh, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), 0, 0, width, height)
         if faces:
             openings[i] = mouth_opening(faces[0])
     return openings
