@@ -2,26 +2,33 @@
 
 Piper renders a whole sentence per model call, which costs ~0.1 s of CPU per second of speech on
 this class of machine: waiting for a 12-word sentence would delay the first sound by a third of a
-second. So the phonemes are cut into pieces at word gaps (the first piece short, later ones at
-clause punctuation) and rendered one model call at a time; the silence the model adds at the edges
-of a piece is trimmed using its own phoneme alignments, so the pieces join without an audible seam.
-The same alignments give the viseme timeline, exact to the model's 256-sample frames.
+second. Two things bring the first audio forward:
+
+- the model is cut in two (text → latent frames, latent frames → audio), and the latent frames are
+  decoded in windows, the first one short, so audio starts before the sentence is fully decoded;
+- the first few words of a reply go through the encoder on their own (the encoder costs about a third
+  of the total and grows with the text); later pieces end at clause punctuation. The silence the
+  model adds at the edges of a piece is left out using its own durations, so pieces join seamlessly.
+
+The durations also give the viseme timeline, exact to the model's 256-sample frames.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.audio import StreamResampler, float_to_pcm16
+from core.errors import UserError
 from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, VisemeEvent, WordTiming
 from speech.tts import TTSEngine
 from speech.visemes import PAUSES, ChunkTimer, TimedPhoneme, viseme_timeline
@@ -37,6 +44,13 @@ PEAK = 0.9
 per-sentence normalisation would make every piece a different loudness)."""
 MODEL_PEAK = 0.65
 EDGE_FADE_SECONDS = 0.004
+CONTEXT_FRAMES = 12
+"""Latent frames of context decoded on each side of a window (the decoder's reach; 12 reproduces the
+whole-sentence output to within 1e-6)."""
+FIRST_WINDOW_FRAMES = 16
+"""The first window is short (16 × 256 samples ≈ 0.19 s) so the first audio comes quickly."""
+WINDOW_FRAMES = 128
+"""Later windows are longer (≈ 1.5 s): the context decoded around each window is overhead."""
 CLAUSE_MARKS = frozenset({",", ";", ":"})
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？;；])\s+")
 MAX_BLOCK_CHARS = 400
@@ -56,17 +70,70 @@ def installed_voices() -> dict[str, Path]:
     return voices
 
 
-@functools.cache
-def _load_voice(path: Path) -> PiperVoice:
-    """One model per process (~1-3 s to load and patch): the fallback and the main engine share it.
+@dataclass(frozen=True, slots=True)
+class SplitModel:
+    """A piper voice cut in two ONNX sessions: text → latent frames (+ durations), latent frames → audio.
 
-    The alignment output is added in memory (`include_alignments=True`, needs `onnx`); an ONNX
-    Runtime session may run from several threads at once, so sharing is safe.
+    The decoder is a stack of convolutions, so a window of latent frames decodes to exactly the same
+    samples as the whole sentence would, given `CONTEXT_FRAMES` of context on each side: audio can
+    start after the first window instead of after the whole sentence.
     """
+
+    voice: PiperVoice
+    encoder: Any
+    decoder: Any
+    latent: str
+    """Name of the decoder's input tensor (the latent frames)."""
+
+
+@functools.cache
+def load_model(path: Path, threads: int = 2) -> SplitModel:
+    """One model per process (~1-3 s to load): the fallback and the main engine share it.
+
+    The durations output (piper's `include_alignments`, which needs `onnx`) is added in memory and the
+    graph is cut at the decoder's first convolution. Intra-op threads do not spin while waiting, which
+    matters when the renderer and the recogniser share the same two cores.
+    """
+    import onnx
+    import onnxruntime
+    from onnx.utils import Extractor
     from piper import PiperVoice
+    from piper.config import PiperConfig
+    from piper.patch_voice_with_alignment import add_alignment_output
 
-    return PiperVoice.load(path, include_alignments=True)
+    model = onnx.load(str(path))
+    durations = add_alignment_output(model)
+    conv_pre = next((n for n in model.graph.node if "dec.conv_pre.weight" in n.input), None)
+    if conv_pre is None:
+        raise UserError(f"{path.name} is not a piper VITS voice this engine can stream (no decoder found)")
+    latent = conv_pre.input[0]
+    inputs = [i.name for i in model.graph.input]
+    extractor = Extractor(model)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
+    def session(part: onnx.ModelProto) -> Any:
+        return onnxruntime.InferenceSession(part.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    encoder = session(extractor.extract_model(inputs, [latent, durations]))
+    decoder = session(extractor.extract_model([latent], [model.graph.output[0].name]))
+    config = PiperConfig.from_dict(json.loads(Path(f"{path}.json").read_text(encoding="utf-8")))
+    return SplitModel(PiperVoice(session=encoder, config=config), encoder, decoder, latent)
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A piece after the encoder: latent frames, the frames to play, and phoneme spans within them."""
+
+    latent: np.ndarray
+    first_frame: int
+    end_frame: int
+    phonemes: list[TimedPhoneme]
+    """Times in seconds from `first_frame`."""
+    fade_in: bool
+    fade_out: bool
 
 @dataclass(frozen=True, slots=True)
 class Piece:
@@ -148,7 +215,7 @@ class PiperTTS(TTSEngine):
         speed: float = 1.0,
         volume: float = 1.0,
         first_piece_words: int = 3,
-        max_piece_words: int = 12,
+        max_piece_words: int = 24,
     ) -> None:
         voices = installed_voices()
         name = voice or DEFAULT_VOICE
@@ -157,14 +224,17 @@ class PiperTTS(TTSEngine):
 
             raise unknown_voice_error("piper", name, list(voices))
         self.voice_name = name
-        self._voice = _load_voice(voices[name])
+        self._model = load_model(voices[name])
+        self._voice = self._model.voice
         self._rate = self._voice.config.sample_rate
+        self._hop = self._voice.config.hop_length
         self._length_scale = self._voice.config.length_scale / max(speed, 0.1)
         self._gain = volume * PEAK / MODEL_PEAK
         self._first_words = first_piece_words
         self._max_words = max_piece_words
         self._id_map = self._voice.config.phoneme_id_map
-        self._render(["h", "ə", "l", "ˈ", "o", "ʊ"])  # warm-up: the first model call allocates its buffers
+        # Warm-up: the first runs allocate ONNX Runtime's buffers, which would delay the first reply.
+        self.synthesize_piece(Piece(["h", "ə", "l", "ˈ", "o", "ʊ"], [], False, False))
 
     def plan(self, text: str, first: bool = True) -> list[Piece]:
         """Phonemes of one block of text, cut into pieces (the first one short when `first`).
@@ -188,51 +258,56 @@ class PiperTTS(TTSEngine):
             pieces.append(Piece(phonemes, words, cut_before, cut_after))
         return pieces
 
-    def _render(self, phonemes: list[str]) -> tuple[np.ndarray, list[TimedPhoneme]]:
-        """One model call: float audio at the model rate and each phoneme's span in seconds."""
-        from piper.config import SynthesisConfig
-
-        ids = self._voice.phonemes_to_ids(phonemes)
-        audio, samples = self._voice.phoneme_ids_to_audio(
-            ids, SynthesisConfig(length_scale=self._length_scale), include_alignments=True
-        )
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    def encode(self, piece: Piece) -> Encoded:
+        """Run the encoder on a piece; at mid-sentence cuts, leave out the silence the model puts at the edges."""
+        ids = self._voice.phonemes_to_ids(piece.phonemes)
+        config = self._voice.config
+        inputs: dict[str, np.ndarray] = {
+            "input": np.array([ids], dtype=np.int64),
+            "input_lengths": np.array([len(ids)], dtype=np.int64),
+            "scales": np.array([config.noise_scale, self._length_scale, config.noise_w_scale], dtype=np.float32),
+        }
+        if config.num_speakers > 1:
+            inputs["sid"] = np.array([config.default_speaker_id or 0], dtype=np.int64)
+        latent, durations = self._model.encoder.run(None, inputs)
+        frames = np.asarray(durations).reshape(-1).astype(np.int64)
+        total = latent.shape[2]
         pad = len(self._id_map["_"])
-        sizes = [len(self._id_map["^"]) + pad]
-        sizes += [len(self._id_map[p]) + pad for p in phonemes]
+        sizes = [len(self._id_map["^"]) + pad, *(len(self._id_map[p]) + pad for p in piece.phonemes)]
         sizes.append(len(self._id_map["$"]))
+        edges = np.concatenate([[0], np.cumsum(sizes)])
+        bounds = np.concatenate([[0], np.cumsum(frames)]) if len(frames) == len(ids) else None
+        names = ["^", *piece.phonemes, "$"]
+        first = int(bounds[edges[1]]) if bounds is not None and piece.cut_before else 0
+        end = int(bounds[edges[-2]]) if bounds is not None and piece.cut_after else total
+        end = min(end, total)
         timed: list[TimedPhoneme] = []
-        if samples is not None and len(samples) == len(ids):
-            bounds = np.concatenate([[0], np.cumsum(samples)]) / self._rate
-            edges = np.concatenate([[0], np.cumsum(sizes)])
-            for k, p in enumerate(["^", *phonemes, "$"]):
-                timed.append(TimedPhoneme(p, float(bounds[edges[k]]), float(bounds[edges[k + 1]])))
-        return audio, timed
+        if bounds is not None:
+            for k, name in enumerate(names):
+                lo, hi = max(int(bounds[edges[k]]), first), min(int(bounds[edges[k + 1]]), end)
+                if hi > lo:
+                    seconds = self._hop / self._rate
+                    timed.append(TimedPhoneme(name, (lo - first) * seconds, (hi - first) * seconds))
+        return Encoded(latent, first, end, timed, piece.cut_before, piece.cut_after)
+
+    def decode(self, encoded: Encoded, lo: int, hi: int) -> np.ndarray:
+        """Float audio of latent frames [lo, hi), decoded with context so window borders are seamless."""
+        total = encoded.latent.shape[2]
+        a, b = max(0, lo - CONTEXT_FRAMES), min(total, hi + CONTEXT_FRAMES)
+        out = self._model.decoder.run(None, {self._model.latent: encoded.latent[:, :, a:b]})[0]
+        audio = np.asarray(out, dtype=np.float32).reshape(-1)[(lo - a) * self._hop : (hi - a) * self._hop]
+        audio = audio * self._gain
+        fade = min(len(audio) // 2, int(EDGE_FADE_SECONDS * self._rate))
+        if fade and encoded.fade_in and lo == encoded.first_frame:
+            audio[:fade] *= np.linspace(0.0, 1.0, fade, dtype=np.float32)
+        if fade and encoded.fade_out and hi == encoded.end_frame:
+            audio[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+        return audio
 
     def synthesize_piece(self, piece: Piece) -> tuple[np.ndarray, list[TimedPhoneme]]:
-        """Render a piece and trim the model's edge silence at mid-sentence cuts (times shifted to match)."""
-        audio, timed = self._render(piece.phonemes)
-        start, end = 0, len(audio)
-        if timed and piece.cut_before:
-            start = round(timed[0].end * self._rate)
-        if timed and piece.cut_after:
-            end = round(timed[-1].start * self._rate)
-        audio = audio[start:end] * self._gain
-        if piece.cut_before or piece.cut_after:
-            fade = min(len(audio) // 2, int(EDGE_FADE_SECONDS * self._rate))
-            ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
-            if piece.cut_before and fade:
-                audio[:fade] *= ramp
-            if piece.cut_after and fade:
-                audio[-fade:] *= ramp[::-1]
-        offset = start / self._rate
-        limit = len(audio) / self._rate
-        shifted = [
-            TimedPhoneme(t.phoneme, max(0.0, t.start - offset), min(limit, t.end - offset))
-            for t in timed
-            if t.end - offset > 0 and t.start - offset < limit
-        ]
-        return audio, shifted
+        """A whole piece at once: float audio at the model rate and its phoneme spans."""
+        encoded = self.encode(piece)
+        return self.decode(encoded, encoded.first_frame, encoded.end_frame), encoded.phonemes
 
     async def stream(self, text: str) -> AsyncIterator[SpeechChunk]:
         if not text or not text.strip():
@@ -240,21 +315,25 @@ class PiperTTS(TTSEngine):
         resampler = StreamResampler(self._rate, CANONICAL_SAMPLE_RATE)
         timer = ChunkTimer()
         position = 0.0
-        first = True
+        window = FIRST_WINDOW_FRAMES
         for block in text_blocks(text):
-            pieces = await asyncio.to_thread(self.plan, block, first)
-            for piece in pieces:
-                first = False
-                audio, timed = await asyncio.to_thread(self.synthesize_piece, piece)
-                visemes = viseme_timeline(timed)
+            for piece in await asyncio.to_thread(self.plan, block, position == 0.0):
+                encoded = await asyncio.to_thread(self.encode, piece)
+                visemes = viseme_timeline(encoded.phonemes)
+                words = word_spans(encoded.phonemes, piece.words)
                 timer.add(
                     [VisemeEvent(v.viseme, v.start + position, v.end + position) for v in visemes],
-                    [WordTiming(w.text, w.start + position, w.end + position) for w in word_spans(timed, piece.words)],
+                    [WordTiming(w.text, w.start + position, w.end + position) for w in words],
                 )
-                position += len(audio) / self._rate
-                pcm = resampler.process(float_to_pcm16(audio))
-                if len(pcm):
-                    yield _chunk(pcm, timer)
+                lo = encoded.first_frame
+                while lo < encoded.end_frame:
+                    hi = min(encoded.end_frame, lo + window)
+                    audio = await asyncio.to_thread(self.decode, encoded, lo, hi)
+                    window, lo = WINDOW_FRAMES, hi
+                    position += len(audio) / self._rate
+                    pcm = resampler.process(float_to_pcm16(audio))
+                    if len(pcm):
+                        yield _chunk(pcm, timer)
         if position > 0:
             pcm = resampler.process(np.zeros(0, np.int16), last=True)
             visemes, words = timer.take(len(pcm) / CANONICAL_SAMPLE_RATE, last=True)

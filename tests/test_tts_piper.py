@@ -107,25 +107,23 @@ def test_visemes_keep_the_model_alignment_through_pieces_and_resampling(
 ) -> None:
     """Every viseme boundary lies within 20 ms of a phoneme boundary of the model's own alignment."""
     recorded: list[tuple[float, list[TimedPhoneme]]] = []
-    real = piper.synthesize_piece
+    real = piper.encode
 
     def spy(piece):  # records what the real model produced for each piece
-        audio, timed = real(piece)
-        recorded.append((len(audio) / piper._rate, timed))
-        return audio, timed
+        encoded = real(piece)
+        frames = encoded.end_frame - encoded.first_frame
+        recorded.append((frames * piper._hop / piper._rate, encoded.phonemes))
+        return encoded
 
-    monkeypatch.setattr(piper, "synthesize_piece", spy)
-    text = (
-        "Hello there, my friend. This sentence is long enough to be cut into several pieces by the engine, "
-        "which then joins them."
-    )
+    monkeypatch.setattr(piper, "encode", spy)
+    text = "Hello there my good friend, how are you today? This second sentence is rendered as its own piece."
     pcm, visemes, _, _ = collect(piper, text)
     boundaries: list[float] = []
     offset = 0.0
     for duration, timed in recorded:
         boundaries += [offset + t.start for t in timed] + [offset + t.end for t in timed]
         offset += duration
-    assert len(recorded) >= 3
+    assert len(recorded) >= 3  # a cut after the first words, then the rest of each sentence
     assert offset == pytest.approx(len(pcm) / CANONICAL_SAMPLE_RATE, abs=0.002)
     model = np.array(sorted(boundaries))
     for v in visemes:
@@ -224,3 +222,14 @@ def test_odd_input_does_not_crash(piper: PiperTTS, text: str) -> None:
         assert len(pcm) == 0 and not visemes
     if "world" in text:
         assert len(pcm) > 0.3 * CANONICAL_SAMPLE_RATE
+
+
+def test_windowed_decoding_matches_decoding_the_whole_piece(piper: PiperTTS) -> None:
+    """The decoder's context makes window borders inaudible: the samples equal a one-shot decode."""
+    piece = piper.plan("The weather will be lovely for our walk this afternoon.", first=False)[0]
+    encoded = piper.encode(piece)
+    whole = piper.decode(encoded, encoded.first_frame, encoded.end_frame)
+    borders = [*range(encoded.first_frame, encoded.end_frame, 16), encoded.end_frame]
+    windows = np.concatenate([piper.decode(encoded, lo, hi) for lo, hi in itertools.pairwise(borders)])
+    assert len(windows) == len(whole) == (encoded.end_frame - encoded.first_frame) * piper._hop
+    assert np.abs(windows - whole).max() < 1e-3
