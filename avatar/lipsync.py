@@ -82,7 +82,7 @@ class MouthDriver:
         hiss = high / (low + mid + high)
         if visemes:
             opening, shape = _from_visemes(visemes, centre)
-            opening = opening * (0.45 + 0.55 * level) if opening > 0 else opening
+            opening = opening * (0.55 + 0.6 * level) if opening > 0 else opening
         else:
             opening = level**1.3 * (1.0 - 0.6 * hiss)
             shape = float(np.clip(1.4 * (np.log10(mid / low) + 0.35), -1.0, 1.0))
