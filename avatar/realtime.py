@@ -25,7 +25,7 @@ CUBIC_MAX_PIXELS = 160_000
 """Head regions up to this size are resampled bicubically (bilinear visibly softens a moving face at
 half-pixel offsets); larger ones, i.e. 1080p faces, bilinearly, which keeps 1080p above real time."""
 EASE_OUT = 0.4
-"""When speech stops (or is interrupted) an open mouth closes over a frame instead of snapping shut."""
+"""When speech stops (or is interrupted) an open mouth closes over one in-between frame instead of snapping shut."""
 
 
 def _bracket(levels: np.ndarray, value: float) -> tuple[int, float]:
@@ -119,6 +119,7 @@ class RealtimeRenderer(Renderer):
         self._driver = MouthDriver(self.sample_rate, spf)
         self._life = Liveliness(fps, avatar.iod, liveliness, seed)
         self._opening = 0.0
+        self._easing = False
         self._shape = 0.0
         self._silence = np.zeros(spf, np.int16)
 
@@ -188,9 +189,10 @@ class RealtimeRenderer(Renderer):
         self._visemes = [v for v in self._visemes if v[2] > centre - 0.3]
         state = self._driver.step(window, self._visemes if speaking else [], centre)
         opening, shape = state.opening, state.shape
-        if opening == 0.0 and self._opening > 0.15:
+        easing = opening == 0.0 and self._opening > 0.15 and not self._easing
+        if easing:
             opening, shape = self._opening * EASE_OUT, self._shape * EASE_OUT
-        self._opening, self._shape = opening, shape
+        self._opening, self._shape, self._easing = opening, shape, easing
         pose = self._life.step(state.energy, speaking)
         if self.avatar.loop is not None:
             image = self._draw_on_video(opening, shape, self._index / self.fps)
