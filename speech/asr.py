@@ -29,6 +29,12 @@ from speech.model_store import offline_whisper_base
 from speech.vad import TurnEvent, UserPaused, UserStoppedSpeaking
 
 WHISPER_RATE = 16_000
+_MIN_WINDOW = 1000
+"""Encoder frames (10 ms each) always kept: 10 s."""
+_WINDOW_MARGIN = 500
+"""Padding frames kept after the speech: 5 s."""
+_LOOPING = 2.4
+"""Whisper's own compression-ratio limit: above it the text repeats itself."""
 _SILENCE_RMS = 1e-4
 """Digital silence (about -80 dBFS): skip the model entirely."""
 
@@ -61,19 +67,25 @@ def _looks_like_path(model: str) -> bool:
 
 
 class _SingleEncodeWhisper(WhisperModel):
-    """Encodes each 30-second window once.
+    """Whisper that encodes each window once, and only as much of it as a short turn needs.
 
-    With language auto-detection faster-whisper runs the encoder (most of the CPU cost) twice on
-    the same window: once to detect the language, once to decode. Decoding drops the feature
-    extractor's trailing partial frame and detection does not, so detection is given the same
-    trimmed features and the encoder output is reused. If a future faster-whisper changes this,
-    the cache simply misses: slower, never wrong.
+    Language auto-detection makes faster-whisper run the encoder (most of the CPU cost) twice on
+    the same window: once to detect, once to decode. Decoding drops the feature extractor's
+    trailing partial frame and detection does not, so detection is given the same trimmed
+    features and the encoder output is reused. If a future faster-whisper changes this, the
+    cache simply misses: slower, never wrong.
+
+    Whisper always encodes 30 s, zero-padded. With `short_window` the padding is cut to
+    `_MIN_WINDOW` frames or the speech plus `_WINDOW_MARGIN`, whichever is longer: about half the
+    CPU for a 5 s turn. Cut much closer the decoder loses its cue for the end of speech and loops
+    ("Hello Hello Hello ..."); the transcriber checks for that and decodes again in full.
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._last: tuple[np.ndarray, ctranslate2.StorageView] | None = None
         self.encoder_runs = 0
+        self.short_window = True
 
     def detect_language(self, audio: np.ndarray | None = None, features: np.ndarray | None = None, **kwargs: object):
         if audio is None and features is not None and features.shape[-1] > 1:
@@ -84,7 +96,14 @@ class _SingleEncodeWhisper(WhisperModel):
         if self._last is not None and np.array_equal(self._last[0], features):
             return self._last[1]
         self.encoder_runs += 1
-        output = super().encode(features)
+        window = features
+        if self.short_window:
+            batch = features if features.ndim == 3 else features[None]
+            content = np.flatnonzero(np.any(batch != 0, axis=(0, 1)))
+            frames = (content[-1] + 1 if len(content) else 0) + _WINDOW_MARGIN
+            if frames < batch.shape[-1]:
+                window = np.ascontiguousarray(batch[..., : max(_MIN_WINDOW, frames)])
+        output = super().encode(window)
         self._last = (features.copy(), output)
         return output
 
@@ -128,15 +147,24 @@ class Transcriber:
     """
 
     def __init__(
-        self, cfg: ASRConfig | None = None, *, beam_size: int = 1, word_timestamps: bool = False, cpu_threads: int = 0
+        self,
+        cfg: ASRConfig | None = None,
+        *,
+        beam_size: int = 1,
+        word_timestamps: bool = False,
+        cpu_threads: int = 0,
+        short_window: bool = True,
     ) -> None:
         self.cfg = cfg or ASRConfig()
         self.beam_size = beam_size
         self.word_timestamps = word_timestamps
         started = time.perf_counter()
         self._model = _load_model(self.cfg, cpu_threads)
+        self._model.short_window = short_window
         self.load_seconds = time.perf_counter() - started
         self._lock = threading.Lock()
+        self.full_window_retries = 0
+        """Turns decoded again with the full 30 s window because the short one looped."""
 
     def transcribe(self, pcm: np.ndarray, sample_rate: int = WHISPER_RATE, language: str | None = None) -> Transcript:
         """Text of one utterance: int16 or float samples, mono or (frames, channels), any rate.
@@ -151,23 +179,14 @@ class Transcriber:
         if len(audio) < WHISPER_RATE // 10 or float(np.sqrt(np.mean(audio**2))) < _SILENCE_RMS:
             return Transcript("", None, 0.0, duration)
         with self._lock:
-            try:
-                segments, info = self._model.transcribe(
-                    audio,
-                    language=language,
-                    beam_size=self.beam_size,
-                    without_timestamps=not self.word_timestamps,
-                    word_timestamps=self.word_timestamps,
-                    vad_filter=True,
-                    vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 200},
-                    condition_on_previous_text=False,
-                    temperature=(0.0, 0.4, 0.8),
-                )
-                segments = list(segments)
-            except ValueError as exc:
-                raise UserError(f"speech recognition failed: {exc}") from None
-            finally:
-                self._model.forget_encoding()
+            segments, info = self._decode(audio, language)
+            if self._model.short_window and any(s.compression_ratio > _LOOPING for s in segments):
+                self.full_window_retries += 1
+                self._model.short_window = False
+                try:
+                    segments, info = self._decode(audio, language)
+                finally:
+                    self._model.short_window = True
         text = "".join(s.text for s in segments).strip()
         if not text:
             return Transcript("", None, 0.0, duration)
@@ -178,6 +197,25 @@ class Transcriber:
             text = to_simplified(text)
             words = [WordTiming(to_simplified(w.text), w.start, w.end) for w in words]
         return Transcript(text, info.language, float(info.language_probability), duration, tuple(words))
+
+    def _decode(self, audio: np.ndarray, language: str | None) -> tuple[list, object]:
+        try:
+            segments, info = self._model.transcribe(
+                audio,
+                language=language,
+                beam_size=self.beam_size,
+                without_timestamps=not self.word_timestamps,
+                word_timestamps=self.word_timestamps,
+                vad_filter=True,
+                vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 200},
+                condition_on_previous_text=False,
+                temperature=(0.0, 0.4, 0.8),
+            )
+            return list(segments), info
+        except ValueError as exc:
+            raise UserError(f"speech recognition failed: {exc}") from None
+        finally:
+            self._model.forget_encoding()
 
     async def transcribe_async(
         self, pcm: np.ndarray, sample_rate: int = WHISPER_RATE, language: str | None = None

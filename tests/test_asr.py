@@ -11,7 +11,7 @@ import pytest
 from core.audio import read_audio_file, resample
 from core.config import ASRConfig
 from core.errors import UserError
-from speech import model_store
+from speech import asr, model_store
 from speech.asr import Transcriber, TurnTranscriber, to_simplified
 from speech.vad import TurnDetector, UserPaused, UserStoppedSpeaking
 
@@ -129,6 +129,20 @@ def test_auto_detect_encodes_once(transcriber: Transcriber) -> None:
     before = transcriber._model.encoder_runs
     transcriber.transcribe(pcm, RATE)
     assert transcriber._model.encoder_runs - before == 1
+
+
+def test_looping_short_window_falls_back_to_full_window(
+    transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut the encoder window to 1 s of padding and Whisper base loops on "Hello world"; the guard
+    notices the repetition and decodes again with the full 30 s window."""
+    monkeypatch.setattr(asr, "_MIN_WINDOW", 0)
+    monkeypatch.setattr(asr, "_WINDOW_MARGIN", 100)
+    pcm, reference = samples("en")[1]
+    before = transcriber.full_window_retries
+    result = transcriber.transcribe(pcm, RATE)
+    assert transcriber.full_window_retries == before + 1
+    assert normalise_words(result.text) == normalise_words(reference)
 
 
 @pytest.mark.parametrize("seconds", [0.0, 0.05, 3.0])
