@@ -28,7 +28,7 @@ from avatar.source import load_source
 from avatar.video_loop import VideoLoop, build_loop
 from core.errors import UserError
 
-RENDERER_VERSION = "realtime-4"
+RENDERER_VERSION = "realtime-5"
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
@@ -40,7 +40,7 @@ MAX_OPEN_STEP_PX = 1.2
 _ARRAYS = (
     "image", "points", "mouth_bank", "open_levels", "eye_bank", "head_weight", "mouth_mask",
 )  # fmt: skip
-_LOOP_ARRAYS = ("jpegs", "offsets", "transforms")
+_LOOP_ARRAYS = ("jpegs", "offsets", "transforms", "gains")
 
 
 @dataclass
@@ -246,7 +246,7 @@ def build_avatar(
     if is_video and len(frames) > 1:
         fps = video_fps or 25.0
         clip = [_fit(f, size, centre) for f in frames] if size is not None else frames
-        loop, loop_notices = build_loop(clip, fps, xy, face_index, name)
+        loop, loop_notices = build_loop(clip, fps, image, xy, face_index, name)
         notices += [n for n in loop_notices if n not in notices]
     roi, head_weight, pivot = _head_region(xy, frame, (w, h), (mouth_rect, eye_rect))
     return PreparedAvatar(

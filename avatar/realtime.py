@@ -233,7 +233,7 @@ class RealtimeRenderer(Renderer):
         warped = cv2.warpAffine(patch, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         weight = cv2.warpAffine(avatar.mouth_mask, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
         region = out[dy0:dy1, dx0:dx1].astype(np.float32)
-        region += (warped.astype(np.float32) - region) * weight[..., None]
+        region += (warped.astype(np.float32) * loop.gains[k] - region) * weight[..., None]
         out[dy0:dy1, dx0:dx1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
         return out
 

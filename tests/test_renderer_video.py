@@ -1,7 +1,7 @@
 """Video avatars: the clip's own motion is played back and forth, with the animated mouth laid onto the face.
 
 The clip is made from the real sample portrait, moved and turned over time like a presenter's head
-(no real video of a face ships with the project).
+(no real video of a face ships with the project), while the exposure drifts.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ FPS = 25
 def _head_motion(image: np.ndarray, t: float) -> np.ndarray:
     matrix = cv2.getRotationMatrix2D((224.0, 300.0), 2.0 * np.sin(2 * np.pi * t / 2.0), 1.0)
     matrix[:, 2] += (6 * np.sin(2 * np.pi * t / 3.0), 3 * np.sin(2 * np.pi * t / 1.5))
-    return cv2.warpAffine(image, matrix, (512, 512), borderMode=cv2.BORDER_REFLECT)
+    moved = cv2.warpAffine(image, matrix, (512, 512), borderMode=cv2.BORDER_REFLECT)
+    return cv2.convertScaleAbs(moved, alpha=1.0 - 0.06 * t)  # the camera's exposure drifts darker
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,11 @@ def test_idle_plays_the_clip_back_and_forth(avatar: PreparedAvatar) -> None:
         clip_frame = loop.frame(loop.index_at(i / FPS))
         same = np.all(frames[i].image == clip_frame, axis=2)
         assert same[:60].all() and same[-40:].all(), "away from the face every pixel is the clip's own"
+    x0, y0, x1, y1 = avatar.mouth_rect
+    for i in (0, 74):
+        clip_frame = loop.frame(loop.index_at(i / FPS))
+        drawn, own = frames[i].image[y0:y1, x0:x1].mean(), clip_frame[y0:y1, x0:x1].mean()
+        assert abs(drawn - own) < 3.0, f"the laid-on mouth must follow the clip's exposure ({drawn:.1f} vs {own:.1f})"
     tops = [lm.detect_faces(f.image)[0].xy[lm.FOREHEAD] for f in (frames[0], frames[12])]
     assert np.linalg.norm(tops[0] - tops[1]) > 2.0, "the head moves as in the clip"
 
