@@ -14,6 +14,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,65 +41,83 @@ TTFA_TARGET = 0.150
 RTF_TARGET = 0.1
 
 
-async def measure(engine: TTSEngine, text: str) -> tuple[float, float, float]:
-    """(time to first audio, total streaming time, seconds of audio)."""
-    started = time.perf_counter()
+async def measure(engine: TTSEngine, text: str) -> tuple[float, float, float, float]:
+    """(time to first audio, total streaming time, CPU time of the process, seconds of audio)."""
+    started, cpu = time.perf_counter(), time.process_time()
     first = None
     seconds = 0.0
     async for chunk in engine.stream(text):
         if first is None:
             first = time.perf_counter() - started
         seconds += chunk.duration
-    return first or 0.0, time.perf_counter() - started, seconds
+    return first or 0.0, time.perf_counter() - started, time.process_time() - cpu, seconds
 
 
-def bench(engine: TTSEngine, sentence: str = SENTENCE, paragraph: str = PARAGRAPH) -> dict[str, float]:
-    asyncio.run(measure(engine, "Warm up."))
-    ttfa, rtf, para_rtf = [], [], []
+@dataclass
+class Case:
+    name: str
+    engine: TTSEngine
+    load: float | None
+    sentence: str = SENTENCE
+    paragraph: str = PARAGRAPH
+    ttfa: list[float] = field(default_factory=list)
+    rtf: list[float] = field(default_factory=list)
+    para_rtf: list[float] = field(default_factory=list)
+    cpu_rtf: list[float] = field(default_factory=list)
+
+
+def bench(cases: list[Case]) -> None:
+    """Round-robin over the cases, so a burst of load from elsewhere hits them all alike."""
+    for case in cases:
+        asyncio.run(measure(case.engine, "Warm up."))
     for _ in range(REPEATS):
-        first, total, seconds = asyncio.run(measure(engine, sentence))
-        ttfa.append(first)
-        rtf.append(total / seconds)
-        _, total, seconds = asyncio.run(measure(engine, paragraph))
-        para_rtf.append(total / seconds)
-    return {
-        "ttfa": statistics.median(ttfa),
-        "ttfa_max": max(ttfa),
-        "rtf": statistics.median(rtf),
-        "para_rtf": statistics.median(para_rtf),
-    }
+        for case in cases:
+            first, total, _, seconds = asyncio.run(measure(case.engine, case.sentence))
+            case.ttfa.append(first)
+            case.rtf.append(total / seconds)
+            _, total, cpu, seconds = asyncio.run(measure(case.engine, case.paragraph))
+            case.para_rtf.append(total / seconds)
+            case.cpu_rtf.append(cpu / seconds)
+
+
+def timed_load(make: Callable[[], TTSEngine]) -> tuple[TTSEngine, float]:
+    started = time.perf_counter()
+    engine = make()
+    return engine, time.perf_counter() - started
 
 
 def main() -> int:
     assert len(SENTENCE.split()) == 12
-    rows = []
-    started = time.perf_counter()
-    piper = PiperTTS()
-    piper_load = time.perf_counter() - started
-    rows.append(("piper (en_US-joe-medium)", piper_load, bench(piper)))
-    rows.append(("piper, no early first piece", 0.0, bench(PiperTTS(first_piece_words=0))))
-    started = time.perf_counter()
-    espeak = EspeakTTS("en-us")
-    espeak_load = time.perf_counter() - started
-    rows.append(("espeak-ng 1.52 (en-us)", espeak_load, bench(espeak)))
-    mandarin = bench(EspeakTTS("cmn"), CHINESE_SENTENCE, CHINESE_PARAGRAPH)
-    rows.append(("espeak-ng 1.52 (cmn, Mandarin text)", 0.0, mandarin))
+    piper, piper_load = timed_load(PiperTTS)
+    espeak, espeak_load = timed_load(lambda: EspeakTTS("en-us"))
+    cases = [
+        Case("piper (en_US-joe-medium)", piper, piper_load),
+        Case("piper, no early first piece", PiperTTS(first_piece_words=0), None),
+        Case("espeak-ng 1.52 (en-us)", espeak, espeak_load),
+        Case("espeak-ng 1.52 (cmn, Mandarin text)", EspeakTTS("cmn"), None, CHINESE_SENTENCE, CHINESE_PARAGRAPH),
+    ]
+    bench(cases)
 
     lines = [
         f"TTS speed on this machine ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end), "
         f"medians over {REPEATS} runs. Targets: first audio ≤ {TTFA_TARGET * 1000:.0f} ms, "
         f"real-time factor ≤ {RTF_TARGET}.",
         "",
-        "| engine | load (s) | first audio, 12 words (ms) | worst (ms) | RTF sentence | RTF paragraph |",
-        "|---|---|---|---|---|---|",
+        "| engine | load (s) | first audio, 12 words (ms) | worst (ms) | RTF sentence | RTF paragraph "
+        "| CPU s per s of speech |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, load, r in rows:
-        load_text = f"{load:.2f}" if load else "shared"
+    for c in cases:
+        load_text = f"{c.load:.2f}" if c.load is not None else "shared"
         lines.append(
-            f"| {name} | {load_text} | {r['ttfa'] * 1000:.0f} | {r['ttfa_max'] * 1000:.0f} "
-            f"| {r['rtf']:.3f} | {r['para_rtf']:.3f} |"
+            f"| {c.name} | {load_text} | {statistics.median(c.ttfa) * 1000:.0f} | {max(c.ttfa) * 1000:.0f} "
+            f"| {statistics.median(c.rtf):.3f} | {statistics.median(c.para_rtf):.3f} "
+            f"| {statistics.median(c.cpu_rtf):.3f} |"
         )
     lines += [
+        "",
+        "RTF is wall-clock time over seconds of speech, so it includes waiting for the cores other processes "
+        "hold; the CPU column (paragraph, all threads of this process) does not.",
         "",
         "Sentence: " + SENTENCE,
         "Mandarin sentence: " + CHINESE_SENTENCE,

@@ -19,6 +19,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ class SplitModel:
 
 
 @functools.cache
-def load_model(path: Path, threads: int = 2) -> SplitModel:
+def load_model(path: Path, threads: int = min(4, os.cpu_count() or 1)) -> SplitModel:
     """One model per process (~1-3 s to load): the fallback and the main engine share it.
 
     The durations output (piper's `include_alignments`, which needs `onnx`) is added in memory and the

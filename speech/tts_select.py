@@ -166,6 +166,7 @@ def create_tts(cfg: TTSConfig) -> TTSEngine:
         return _offline(cfg, cfg.engine, cfg.voice, cfg.chinese_voice)
     from speech.tts_edge import CHINESE_VOICE, DEFAULT_VOICE, EdgeTTS
 
+    parse_percent(cfg.rate, "rate"), parse_percent(cfg.volume, "volume"), parse_hertz(cfg.pitch)  # fail early
     voice = cfg.voice or DEFAULT_VOICE
     chinese_voice = cfg.chinese_voice or CHINESE_VOICE
     for name in (voice, chinese_voice):
