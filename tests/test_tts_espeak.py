@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_tts_piper import envelope_lag
 
 from core.audio import resample
 from core.errors import UserError
@@ -121,6 +122,14 @@ def test_visemes_keep_espeaks_phoneme_positions(english: EspeakTTS) -> None:
         if v.viseme in (Viseme.AA, Viseme.E, Viseme.IH, Viseme.OH, Viseme.OU, Viseme.RR) and v.end - v.start < 0.06:
             continue  # the second half of a split diphthong ends mid-phoneme by design
         assert np.abs(model - v.start).min() < 0.020, v
+
+
+def test_visemes_sit_on_the_audio(english: EspeakTTS) -> None:
+    """espeak stamps a phoneme event a little after its sound begins: up to 40 ms late is accepted."""
+    text = "The weather is lovely today. I would like to walk to the park, and then we can have a picnic by the lake."
+    pcm, visemes, _, _ = collect(english, text)
+    lag, correlation = envelope_lag(pcm, visemes)
+    assert -0.04 <= lag <= 0.02 and correlation > 0.3, (lag, correlation)
 
 
 def test_mandarin_speaks_recognisable_chinese(mandarin: EspeakTTS, whisper) -> None:

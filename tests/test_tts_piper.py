@@ -91,6 +91,38 @@ def test_streams_speech_of_plausible_length_with_visemes_and_words(piper: PiperT
     assert visemes[-1].end == pytest.approx(seconds, abs=0.03)
 
 
+VOWELS = {Viseme.AA, Viseme.E, Viseme.IH, Viseme.OH, Viseme.OU}
+
+
+def envelope_lag(pcm: np.ndarray, visemes: list[VisemeEvent]) -> tuple[float, float]:
+    """(lag in seconds, correlation) that best matches the loudness envelope to the viseme timeline.
+
+    Vowels are loud and silences / closed lips quiet, so a timeline that sits on its audio correlates
+    best at lag 0; a positive lag means the audio comes later than its visemes.
+    """
+    hop = CANONICAL_SAMPLE_RATE // 100
+    n = len(pcm) // hop
+    frames = pcm[: n * hop].astype(np.float32).reshape(n, hop)
+    loudness = np.log1p(np.sqrt((frames**2).mean(axis=1)))
+    shape = np.zeros(n)
+    for v in visemes:
+        value = 1.0 if v.viseme in VOWELS else -1.0 if v.viseme in (Viseme.SIL, Viseme.PP) else 0.0
+        shape[int(v.start * 100) : int(v.end * 100)] = value
+    loudness = (loudness - loudness.mean()) / loudness.std()
+    shape = (shape - shape.mean()) / shape.std()
+    lags = range(-15, 16)
+    scores = [float(np.mean(loudness[max(0, k) : n + min(0, k)] * shape[max(0, -k) : n - max(0, k)])) for k in lags]
+    best = int(np.argmax(scores))
+    return lags[best] / 100, scores[best]
+
+
+def test_visemes_sit_on_the_audio(piper: PiperTTS) -> None:
+    text = "The weather is lovely today. I would like to walk to the park, and then we can have a picnic by the lake."
+    pcm, visemes, _, _ = collect(piper, text)
+    lag, correlation = envelope_lag(pcm, visemes)
+    assert abs(lag) <= 0.03 and correlation > 0.3, (lag, correlation)
+
+
 def test_lips_close_for_m_p_b_inside_each_word(piper: PiperTTS) -> None:
     _, visemes, words, _ = collect(piper, "mama papa bob")
     assert [w.text for w in words] == ["mama", "papa", "bob"]
