@@ -191,6 +191,8 @@ class TurnDetector:
                 if a.shape[0] != self.channels:
                     raise UserError(f"audio shape {a.shape} does not match {self.channels} channel(s)")
                 a = a.T
+            if a.dtype == np.int16:  # integer downmix: no float round trip on the hot path
+                return (a.sum(axis=1, dtype=np.int32) // self.channels).astype(np.int16)
             return float_to_pcm16(to_mono_float(a.reshape(-1)).reshape(a.shape).mean(axis=1))
         if a.ndim != 1:
             raise UserError(f"audio must be 1-D or (frames, channels), got shape {a.shape}")
