@@ -134,7 +134,7 @@ def _load_model(cfg: ASRConfig, cpu_threads: int) -> WhisperModel:
                 "bundled offline model, or to a local model folder"
             ) from None
         raise UserError(f"cannot load the speech model from {source}: {exc}") from None
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         raise UserError(f"cannot load the speech model ({cfg.device}/{cfg.compute_type}): {exc}") from None
 
 

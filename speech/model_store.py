@@ -108,6 +108,8 @@ def _assemble(target: Path) -> None:
             stamp[name] = _signature(tmp / name)
         _write_stamp(tmp, stamp)
         if target.exists():
+            if _is_valid(target):
+                return  # another process finished first
             # A corrupted copy: move it aside atomically, then replace it.
             stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale.", dir=target.parent))
             with contextlib.suppress(FileNotFoundError):  # another process may have moved it first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,7 @@ def test_chinese_is_simplified(transcriber: Transcriber) -> None:
         chars += len(ref)
     cer = errors / chars
     print(f"Chinese CER over {chars} characters: {cer:.1%}")
-    assert cer <= 0.45  # Whisper base is weak on isolated Mandarin words; this guards against regressions
+    assert cer <= 0.35  # Whisper base is weak on isolated Mandarin words; this guards against regressions
 
 
 def test_traditional_to_simplified() -> None:
@@ -237,6 +238,19 @@ def test_corrupted_cache_is_rebuilt(tmp_path: Path) -> None:
     model_store.offline_whisper_base(tmp_path)
     assert (folder / "tokenizer.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == [model_store.MODEL_DIRNAME]  # no temp folders left
+
+
+def test_concurrent_assembly_is_safe(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(3) as pool:
+        folders = list(pool.map(model_store.offline_whisper_base, [tmp_path] * 3))
+    assert len(set(folders)) == 1
+    assert model_store._is_valid(folders[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [model_store.MODEL_DIRNAME]
+
+
+def test_bad_device_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="cannot load the speech model"):
+        Transcriber(ASRConfig(device="cuda"))
 
 
 def test_unwritable_cache_is_a_user_error(tmp_path: Path) -> None:
