@@ -19,7 +19,9 @@ from pathlib import Path
 import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.transcribe import Segment, TranscriptionInfo
 from faster_whisper.utils import available_models
+from opencc import OpenCC
 
 from core.audio import resample, to_mono_float
 from core.config import ASRConfig, resolve_path
@@ -52,9 +54,7 @@ class Transcript:
 
 
 @lru_cache(maxsize=1)
-def _to_simplified():
-    from opencc import OpenCC
-
+def _to_simplified() -> OpenCC:
     return OpenCC("t2s")
 
 
@@ -87,7 +87,9 @@ class _SingleEncodeWhisper(WhisperModel):
         self.encoder_runs = 0
         self.short_window = True
 
-    def detect_language(self, audio: np.ndarray | None = None, features: np.ndarray | None = None, **kwargs: object):
+    def detect_language(
+        self, audio: np.ndarray | None = None, features: np.ndarray | None = None, **kwargs: object
+    ) -> tuple[str, float, list[tuple[str, float]]]:
         if audio is None and features is not None and features.shape[-1] > 1:
             features = features[..., :-1]
         return super().detect_language(audio=audio, features=features, **kwargs)
@@ -198,7 +200,7 @@ class Transcriber:
             words = [WordTiming(to_simplified(w.text), w.start, w.end) for w in words]
         return Transcript(text, info.language, float(info.language_probability), duration, tuple(words))
 
-    def _decode(self, audio: np.ndarray, language: str | None) -> tuple[list, object]:
+    def _decode(self, audio: np.ndarray, language: str | None) -> tuple[list[Segment], TranscriptionInfo]:
         try:
             segments, info = self._model.transcribe(
                 audio,

@@ -11,12 +11,16 @@ from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.audio import StreamResampler, float_to_pcm16, to_mono_float
 from core.config import VADConfig
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 VAD_RATE = 16_000
 FRAME = 512
@@ -28,7 +32,7 @@ FRAME_SECONDS = FRAME / VAD_RATE
 
 
 @lru_cache(maxsize=1)
-def _session():
+def _session() -> InferenceSession:
     """One ONNX session for every detector: `run` is thread-safe and each detector keeps its own state."""
     import onnxruntime
     from faster_whisper.utils import get_assets_path
