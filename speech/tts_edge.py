@@ -31,6 +31,8 @@ TICKS_PER_SECOND = 10_000_000
 MP3_CODEC_DELAY = 576 + 529
 """Samples of priming an MP3 stream carries before its first real sample (encoder + decoder delay);
 the service does not publish its encoder's, so the common LAME value is assumed."""
+MIN_GAP_SECONDS = 0.001
+"""Shorter gaps between word boundaries are tick rounding, not silence."""
 HOLD_SECONDS = 0.2
 """Audio is held back at most this long waiting for the word boundaries that describe it."""
 
@@ -81,7 +83,7 @@ class EdgeTTS(TTSEngine):
                 elif item.get("type") == "WordBoundary":
                     word = _word(item)
                     visemes = words_to_visemes([word])
-                    if visemes and visemes[0].start > words_end:
+                    if visemes and visemes[0].start > words_end + MIN_GAP_SECONDS:
                         visemes.insert(0, VisemeEvent(Viseme.SIL, words_end, visemes[0].start))
                     timer.add(visemes, [word])
                     words_end = max(words_end, word.end)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import logging
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -37,13 +36,11 @@ from speech.visemes import PAUSES, ChunkTimer, TimedPhoneme, viseme_timeline
 if TYPE_CHECKING:
     from piper import PiperVoice
 
-log = logging.getLogger(__name__)
-
 DEFAULT_VOICE = "en_US-joe-medium"
 PEAK = 0.9
-"""Raw model output peaks around 0.45-0.65; one fixed gain keeps pieces of a sentence equally loud (piper's own
-per-sentence normalisation would make every piece a different loudness)."""
 MODEL_PEAK = 0.65
+"""Raw model output peaks around 0.45-0.65: one fixed gain of PEAK / MODEL_PEAK keeps the pieces and
+windows of a sentence equally loud, where piper's own per-call normalisation would not."""
 EDGE_FADE_SECONDS = 0.004
 CONTEXT_FRAMES = 12
 """Latent frames of context decoded on each side of a window (the decoder's reach; 12 reproduces the
@@ -138,7 +135,7 @@ class Encoded:
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """Phonemes rendered by one model call; `cut_before`/`cut_after` mark mid-sentence cuts to trim."""
+    """Phonemes for one encoder call; `cut_before`/`cut_after` mark mid-sentence cuts whose edge silence is left out."""
 
     phonemes: list[str]
     words: list[str]

@@ -77,6 +77,9 @@ for _chars, _viseme in (
 PAUSES = frozenset({"", " ", "_", "^", "$", ".", ",", "!", "?", ";", ":", "-", "(", ")", "'", '"', "…", "—"})
 """Tokens that mean silence: piper's BOS/EOS/pad/word gap, punctuation, espeak's empty pause phoneme."""
 
+MIN_GAP_SECONDS = 0.001
+"""A gap between phonemes shorter than this is rounding, not a pause: the next phoneme absorbs it."""
+
 PREFIX_MARKS = frozenset({"ˈ", "ˌ"})
 """Marks whose time belongs to the phoneme after them (stress precedes the stressed vowel)."""
 
@@ -305,8 +308,10 @@ def viseme_timeline(
                 pieces[-1][2] = max(pieces[-1][2], ph.end)
             continue
         carry_from = None
-        if pieces and start > pieces[-1][2]:
+        if pieces and start > pieces[-1][2] + MIN_GAP_SECONDS:
             pieces.append([V.SIL, pieces[-1][2], start])
+        elif pieces and start > pieces[-1][2]:
+            start = pieces[-1][2]
         step = (ph.end - start) / len(visemes)
         for k, viseme in enumerate(visemes):
             pieces.append([viseme, start + k * step, start + (k + 1) * step])
