@@ -22,7 +22,7 @@ UPPER_SHARE_OF_CLOSING = 0.45
 UPPER_SHARE_OF_OPENING = 0.18
 """When the mouth opens the upper lip lifts a little; the jaw carries the rest."""
 BROW_RAISE = 0.08
-BLINK_MEET = 0.88
+BLINK_MEET = 0.96
 """Where the lids meet in a blink, as a fraction of the way from the upper to the lower lid."""
 NOSE_BRIDGE = (168, 6, 197, 195, 5, 4, 1, 2, 94, 19)
 IRIS = set(range(468, 478))

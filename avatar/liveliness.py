@@ -30,8 +30,7 @@ class Liveliness:
         """Motion in pixels is specified for the sample portrait (43 px between the eyes) and scaled."""
         self.t = 0.0
         self._next_blink = self.rng.uniform(1.0, 4.0)
-        self._blink_start = -1.0
-        self._blink_length = 0.15
+        self._blink_frames: list[float] = []
         self._energy = 0.0
         self._emphasis = 0.0
         r = self.rng
@@ -45,20 +44,18 @@ class Liveliness:
         return float((weights * np.sin(2 * np.pi * freqs * self.t + phases)).sum() / weights.sum())
 
     def _blink(self) -> float:
-        if self.t >= self._next_blink and self._blink_start < 0:
-            self._blink_start = self.t
-            self._blink_length = self.rng.uniform(0.1, 0.25)
-        if self._blink_start < 0:
-            return 0.0
-        phase = (self.t - self._blink_start) / self._blink_length
-        if phase >= 1.0:
-            self._blink_start = -1.0
+        """Lid closure for this frame: a quick close, one fully shut frame, a slower opening."""
+        if not self._blink_frames and self.t >= self._next_blink:
+            seconds = self.rng.uniform(0.1, 0.25)
+            frames = max(3, round(seconds * self.fps))
+            closing = max(1, round(0.35 * frames))
+            opening = max(1, frames - closing)
+            shut = [float(x) for x in np.linspace(0.0, 1.0, closing + 1)[1:]]
+            reopen = [float(1.0 - np.sin(0.5 * np.pi * x)) for x in np.linspace(0.0, 1.0, opening + 2)[1:-1]]
+            self._blink_frames = [*shut, *reopen]
             double = self.rng.random() < 0.1
-            self._next_blink = self.t + (self.rng.uniform(0.25, 0.4) if double else self.rng.uniform(2.0, 6.0))
-            return 0.0
-        closing = 0.35
-        value = phase / closing if phase < closing else 1.0 - (phase - closing) / (1.0 - closing)
-        return float(np.clip(1.3 * value, 0.0, 1.0))
+            self._next_blink = self.t + (self.rng.uniform(0.3, 0.45) if double else self.rng.uniform(2.0, 6.0))
+        return self._blink_frames.pop(0) if self._blink_frames else 0.0
 
     def step(self, energy: float, speaking: bool) -> Pose:
         dt = 1.0 / self.fps

@@ -28,7 +28,7 @@ from avatar.source import load_source
 from avatar.video_loop import VideoLoop, build_loop
 from core.errors import UserError
 
-RENDERER_VERSION = "realtime-5"
+RENDERER_VERSION = "realtime-6"
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
