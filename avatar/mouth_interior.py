@@ -61,8 +61,10 @@ def analyse_mouth(image: np.ndarray, xy: np.ndarray, rig: MouthRig) -> MouthColo
 
 
 def opening_mask(image: np.ndarray, xy: np.ndarray, colours: MouthColours, iod: float) -> np.ndarray:
-    """uint8 mask of the photo's visible mouth interior (teeth, dark corners), including what lies outside
-    the detector's inner-lip contour: smile corners often show teeth and shadow beyond it."""
+    """uint8 mask of everything in the photo's mouth that looks like its interior (teeth, dark corners),
+    including what lies outside the detector's inner-lip contour: smile corners often show teeth and
+    shadow beyond it. Deliberately generous, unlike `lip_contour.opening_region` (which must find the
+    lip edge precisely): whatever it marks is painted over when the lips close."""
     h, w = image.shape[:2]
     outer = np.zeros((h, w), np.uint8)
     cv2.fillPoly(outer, [np.round(xy[lm.LIPS_OUTER]).astype(np.int32)], 255)
