@@ -13,7 +13,11 @@ from core.errors import UserError
 
 
 def to_mono_float(samples: np.ndarray) -> np.ndarray:
-    """Downmix (frames, channels) or (channels, frames) planar data to mono float32 in [-1, 1]."""
+    """Convert to mono float32 in [-1, 1]; 2-D input is (frames, channels), the interleaved layout.
+
+    The layout is fixed rather than guessed from the shape: a short stereo chunk of one frame,
+    (1, 2), would otherwise be read as two frames of one channel.
+    """
     a = np.asarray(samples)
     if a.dtype == np.int16:
         a = a.astype(np.float32) / 32768.0
@@ -24,7 +28,7 @@ def to_mono_float(samples: np.ndarray) -> np.ndarray:
     else:
         a = a.astype(np.float32, copy=False)
     if a.ndim == 2:
-        a = a.mean(axis=0 if a.shape[0] < a.shape[1] else 1)
+        a = a.mean(axis=1)
     return a
 
 
