@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from core.errors import UserError
-from speech.text import clean_for_speech, split_sentences
+from speech.text import split_for_speech
 
 MAX_SCRIPT_BYTES = 2_000_000
 
@@ -14,7 +14,8 @@ MAX_SCRIPT_BYTES = 2_000_000
 def _paragraphs(text: str) -> list[list[str]]:
     out: list[list[str]] = []
     for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
-        sentences = [s for s in split_sentences(clean_for_speech(block)) if s.strip()]
+        # A recording has no latency to win, so no early first clause: whole sentences sound better.
+        sentences = [s for s in split_for_speech(block, early_first_clause=False) if s.strip()]
         if sentences:
             out.append(sentences)
     return out
