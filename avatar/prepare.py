@@ -209,7 +209,8 @@ def build_avatar(
     frame = face_frame(xy)
     iod = frame.iod
 
-    eye_rect = clip_rect(eye_region(xy, iod), w, h)
+    ex0, ey0, ex1, ey1 = eye_region(xy, iod)
+    eye_rect = clip_rect((ex0, ey0, ex1, min(ey1, xy[lm.NOSE_TIP][1] - 0.05 * iod)), w, h)
     mx0, my0, mx1, my1 = mouth_region(xy, frame)
     mouth_rect = clip_rect((mx0, max(my0, eye_rect[3]), mx1, my1), w, h)
 

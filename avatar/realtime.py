@@ -156,11 +156,11 @@ class RealtimeRenderer(Renderer):
             pcm = pcm.reshape(-1)
         if pcm.ndim != 1:
             raise UserError(f"renderer audio must be mono (one channel), got shape {pcm.shape}: downmix it first")
+        if len(pcm) == 0:
+            return
         start = self._fed / self.sample_rate
         for event in visemes:
             self._visemes.append((Viseme(event.viseme), start + event.start, start + event.end))
-        if len(pcm) == 0:
-            return
         self._queue.push(pcm.copy())
         self._fed += len(pcm)
 
