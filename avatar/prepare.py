@@ -25,7 +25,7 @@ from avatar.lip_contour import refine_inner_lips
 from avatar.mouth_interior import analyse_mouth, opening_mask, paint_interior
 from avatar.patch_mesh import PatchMesh, Rect, clip_rect
 from avatar.source import load_source
-from avatar.video_loop import VideoLoop, build_loop
+from avatar.video_loop import VideoLoop, build_loop, loop_length, loop_notice
 from core.errors import UserError
 
 RENDERER_VERSION = "realtime-6"
@@ -246,8 +246,11 @@ def build_avatar(
     loop = None
     if is_video and len(frames) > 1:
         fps = video_fps or 25.0
-        clip = [_fit(f, size, centre) for f in frames] if size is not None else frames
+        clip = frames[: loop_length(len(frames), fps)]
+        clip = [_fit(f, size, centre) for f in clip] if size is not None else clip
         loop, loop_notices = build_loop(clip, fps, image, xy, face_index, name)
+        if len(frames) > len(clip):
+            loop_notices.append(loop_notice(name))
         notices += [n for n in loop_notices if n not in notices]
     roi, head_weight, pivot = _head_region(xy, frame, (w, h), (mouth_rect, eye_rect))
     return PreparedAvatar(

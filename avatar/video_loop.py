@@ -61,6 +61,10 @@ class VideoLoop:
         return position if position < n else period - position
 
 
+def loop_length(frames: int, fps: float) -> int:
+    return max(1, min(frames, int(MAX_LOOP_SECONDS * fps)))
+
+
 def _lower_face_gain(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
     h, w = frame.shape[:2]
     placed = cv2.warpAffine(mask, matrix, (w, h), flags=cv2.INTER_NEAREST) > 0
@@ -80,7 +84,7 @@ def build_loop(
     name: str,
 ) -> tuple[VideoLoop, list[str]]:
     """Track the face through the first seconds of the clip and compress the frames."""
-    count = max(1, min(len(frames), int(MAX_LOOP_SECONDS * fps)))
+    count = loop_length(len(frames), fps)
     clip = frames[:count]
     tracker = VideoLandmarkTracker(fps=fps, face_index=face_index, source_name=name)
     track = tracker.track(clip)
@@ -105,5 +109,9 @@ def build_loop(
     offsets[1:] = np.cumsum([len(e) for e in encoded])
     notices = list(tracker.notices)
     if len(frames) > count:
-        notices.append(f"video avatar {name}: the first {MAX_LOOP_SECONDS:.0f} s of the clip are used as the idle loop")
+        notices.append(loop_notice(name))
     return VideoLoop(np.concatenate(encoded), offsets, transforms, gains, float(fps)), notices
+
+
+def loop_notice(name: str) -> str:
+    return f"video avatar {name}: the first {MAX_LOOP_SECONDS:.0f} s of the clip are used as the idle loop"
