@@ -178,7 +178,10 @@ class RealtimeRenderer(Renderer):
         if len(audio) < spf:
             audio = np.concatenate([audio, np.zeros(spf - len(audio), np.int16)])
         frame_start = self._consumed
-        self._consumed += spf if speaking else 0
+        if speaking:
+            self._consumed += spf
+            # A padded last frame inserts silence into the timeline: later audio (and its visemes) starts after it.
+            self._fed = max(self._fed, self._consumed)
         ahead = self._queue.peek(self._half)
         current = audio.astype(np.float32) / 32768.0
         window = np.concatenate([self._history, current, ahead.astype(np.float32) / 32768.0])
