@@ -233,7 +233,7 @@ def test_ten_thousand_characters_stream_in_bounded_pieces(piper: PiperTTS) -> No
 
     chunks = asyncio.run(first_chunks(4))
     assert len(chunks) == 4
-    assert all(0 < c.duration < 8.0 for c in chunks)  # one piece of at most a dozen words at a time
+    assert all(0 < c.duration < 8.0 for c in chunks)  # one decoder window at a time
 
 
 def test_split_phonemes_cuts_early_then_at_clauses() -> None:
