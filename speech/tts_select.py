@@ -143,11 +143,14 @@ def remaining_text(text: str, spoken: list[str]) -> str:
 
 def _offline(cfg: TTSConfig, engine: str, voice: str | None, chinese_voice: str | None) -> TTSEngine:
     from speech.tts_espeak import MANDARIN_VOICE, EspeakTTS
+    from speech.tts_espeak import installed_voices as espeak_voices
     from speech.tts_piper import PiperTTS
 
     speed, volume = parse_percent(cfg.rate, "rate"), parse_percent(cfg.volume, "volume")
     pitch = max(0, min(99, 50 + parse_hertz(cfg.pitch) // 2))
     chinese_voice = chinese_voice or MANDARIN_VOICE
+    if chinese_voice not in espeak_voices():  # checked now, not at the first Chinese sentence
+        raise unknown_voice_error("espeak", chinese_voice, list(espeak_voices()))
 
     def chinese() -> TTSEngine:
         return EspeakTTS(chinese_voice, speed=speed, volume=volume, pitch=pitch)

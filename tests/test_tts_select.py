@@ -89,6 +89,11 @@ def test_unknown_voice_names_close_matches(engine: str, voice: str, suggestion: 
     assert suggestion in message and "\n" not in message and "digital-human voices" in message
 
 
+def test_unknown_chinese_voice_is_refused_at_start() -> None:
+    with pytest.raises(UserError, match="cmn"):
+        create_tts(TTSConfig(engine="espeak", chinese_voice="cmm"))
+
+
 def test_malformed_edge_voice_is_refused_before_any_network_call() -> None:
     with pytest.raises(UserError, match="en-US-AriaNeural"):
         create_tts(TTSConfig(engine="edge", voice="Aria"))
