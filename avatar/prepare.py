@@ -21,6 +21,7 @@ import numpy as np
 
 from avatar import landmarks as lm
 from avatar.face_rig import OPEN_MAX, EyeRig, FaceFrame, MouthRig, eye_region, face_frame, mouth_region
+from avatar.head_mask import head_weight
 from avatar.lip_contour import refine_inner_lips
 from avatar.mouth_interior import analyse_mouth, opening_mask, paint_interior
 from avatar.patch_mesh import PatchMesh, Rect, clip_rect
@@ -28,7 +29,7 @@ from avatar.source import load_source
 from avatar.video_loop import VideoLoop, build_loop, loop_length, loop_notice
 from core.errors import UserError
 
-RENDERER_VERSION = "realtime-6"
+RENDERER_VERSION = "realtime-7"
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
@@ -59,7 +60,7 @@ class PreparedAvatar:
     eye_bank: np.ndarray
     """(blink levels, brow levels, h, w, 3) uint8 eye-and-brow patches."""
     head_weight: np.ndarray
-    """(roi h, roi w) float32: how much each head-region pixel follows head motion (0 at the region border)."""
+    """(roi h, roi w) float32: how much each pixel follows head motion: 1 on the head, 0 off it and at the border."""
     mouth_mask: np.ndarray
     """(mouth h, mouth w) float32 feathered weight of the mouth patch over a video frame (0 at its border)."""
     pivot: tuple[float, float]
@@ -252,7 +253,7 @@ def build_avatar(
         if len(frames) > len(clip):
             loop_notices.append(loop_notice(name))
         notices += [n for n in loop_notices if n not in notices]
-    roi, head_weight, pivot = _head_region(xy, frame, (w, h), (mouth_rect, eye_rect))
+    roi, weight, pivot = _head_region(image, xy, frame, (mouth_rect, eye_rect))
     return PreparedAvatar(
         image=np.ascontiguousarray(image),
         points=points,
@@ -262,7 +263,7 @@ def build_avatar(
         mouth_bank=mouth_bank,
         open_levels=open_levels,
         eye_bank=eye_bank,
-        head_weight=head_weight,
+        head_weight=weight,
         mouth_mask=_mouth_mask(xy, mouth_rect, iod),
         pivot=pivot,
         iod=iod,
@@ -276,33 +277,23 @@ def build_avatar(
 
 
 def _head_region(
-    xy: np.ndarray, frame: FaceFrame, size: tuple[int, int], patches: tuple[Rect, ...]
+    image: np.ndarray, xy: np.ndarray, frame: FaceFrame, patches: tuple[Rect, ...]
 ) -> tuple[Rect, np.ndarray, tuple[float, float]]:
-    """The head region, and a weight that is 1 on the head and fades to exactly 0 at the region border."""
-    w, h = size
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    centre = np.array([(lo[0] + hi[0]) / 2, lo[1] + 0.42 * (hi[1] - lo[1])])
-    axes = np.array([0.62 * (hi[0] - lo[0]), 0.72 * (hi[1] - lo[1])])
-    reach = 1.75
-    box = [
-        centre[0] - reach * axes[0],
-        centre[1] - reach * axes[1],
-        centre[0] + reach * axes[0],
-        centre[1] + reach * axes[1],
-    ]
+    """The head region (the head's silhouette and the animated patches), and a weight that is 1 on the head
+    and exactly 0 on everything around it, so head motion never drags the background along."""
+    h, w = image.shape[:2]
+    weight = head_weight(image, xy, frame.iod)
+    ys, xs = np.nonzero(weight)
+    margin = 2
+    box = [xs.min() - margin, ys.min() - margin, xs.max() + 1 + margin, ys.max() + 1 + margin]
     for x0, y0, x1, y1 in patches:
-        box = [min(box[0], x0 - 2), min(box[1], y0 - 2), max(box[2], x1 + 2), max(box[3], y1 + 2)]
+        box = [min(box[0], x0 - margin), min(box[1], y0 - margin), max(box[2], x1 + margin), max(box[3], y1 + margin)]
     roi = clip_rect(tuple(box), w, h)
     x0, y0, x1, y1 = roi
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    r = np.sqrt(((xs - centre[0]) / axes[0]) ** 2 + ((ys - centre[1]) / axes[1]) ** 2)
-    t = np.clip((reach - 0.05 - r) / (reach - 1.05), 0.0, 1.0)
-    weight = t * t * (3 - 2 * t)
-    border = np.minimum.reduce([xs - x0, x1 - 1 - xs, ys - y0, y1 - 1 - ys]) / max(2.0, 0.15 * frame.iod)
-    weight *= np.clip(border, 0.0, 1.0)
+    region = np.ascontiguousarray(weight[y0:y1, x0:x1])
     chin = xy[lm.CHIN]
     pivot = (float(chin[0]), float(chin[1] + 0.6 * frame.iod))
-    return roi, weight.astype(np.float32), pivot
+    return roi, region, pivot
 
 
 def _mouth_mask(xy: np.ndarray, rect: Rect, iod: float) -> np.ndarray:

@@ -1,0 +1,57 @@
+"""Which pixels belong to the head: the only ones head motion may move.
+
+A smooth blob around the face also drags whatever lies behind the head (a flag, a pole, a
+collar) along with it, and a viewer reads that as a swimming background. So the weight is a
+silhouette: mediapipe's selfie segmentation (its model ships inside the wheel, so this works
+offline) cut down to the head by the face landmarks (face oval and hair above the chin, fading
+out over the neck), united with the face oval in case the segmentation misses part of the face.
+"""
+
+from __future__ import annotations
+
+import cv2
+import mediapipe as mp
+import numpy as np
+
+from avatar import landmarks as lm
+
+NECK_FADE = 0.7
+"""Below the chin the weight falls to 0 over this many eye distances: the neck bends, the shoulders stay."""
+NECK_HALF_WIDTH = 0.6
+"""Below the chin only this close to it (eye distances, sideways) is neck; further out is collar and shoulder."""
+HAIR_REACH = 1.1
+"""How far beyond the face oval (in eye distances) hair can still belong to the head."""
+
+
+def person_mask(image: np.ndarray) -> np.ndarray:
+    """float32 (h, w) probability that a pixel shows the person, 0 everywhere if segmentation fails."""
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    with lm._native_stderr_silenced(), mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+        result = seg.process(rgb)
+    mask = getattr(result, "segmentation_mask", None)
+    if mask is None:
+        return np.zeros(image.shape[:2], np.float32)
+    return np.clip(mask.astype(np.float32), 0.0, 1.0)
+
+
+def head_weight(image: np.ndarray, xy: np.ndarray, iod: float) -> np.ndarray:
+    """float32 (h, w): 1 on the head, 0 on the background and body, soft at the silhouette and over the neck."""
+    h, w = image.shape[:2]
+    oval = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(oval, [np.round(xy[lm.FACE_OVAL]).astype(np.int32)], 255)
+    reach = max(1, round(HAIR_REACH * iod))
+    zone = cv2.dilate(oval, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
+    chin_x, chin_y = (float(v) for v in xy[lm.CHIN])
+    neck_x0, neck_x1 = round(chin_x - NECK_HALF_WIDTH * iod), round(chin_x + NECK_HALF_WIDTH * iod)
+    below = slice(max(0, round(chin_y)), h)
+    zone[below, : max(0, neck_x0)] = 0
+    zone[below, max(0, neck_x1) :] = 0
+    person = (person_mask(image) > 0.5).astype(np.uint8) * 255
+    head = np.maximum(cv2.bitwise_and(person, zone), oval)
+    head = cv2.morphologyEx(head, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    weight = cv2.GaussianBlur(head.astype(np.float32) / 255.0, (0, 0), max(0.8, 0.05 * iod))
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    neck = np.clip(1.0 - (ys - chin_y) / (NECK_FADE * iod), 0.0, 1.0)
+    weight *= neck * neck * (3.0 - 2.0 * neck)
+    weight[weight < 0.02] = 0.0
+    return weight.astype(np.float32)
