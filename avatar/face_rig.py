@@ -15,8 +15,10 @@ import numpy as np
 
 from avatar import landmarks as lm
 
-OPEN_MAX = 0.27
-"""Inner-lip gap at the mouth centre when fully open, in face units (a wide 'ah')."""
+OPEN_MAX = 0.34
+"""Inner-lip gap at the mouth centre when fully open, in face units (a wide 'ah': the jaw visibly drops)."""
+ROUND_NARROWING = 0.34
+"""How much of its width a fully rounded mouth (oh, oo) loses: the corners come in, not just the gap opens."""
 UPPER_SHARE_OF_CLOSING = 0.45
 """When a photo's open mouth is closed, the upper lip covers this share of the gap, the lower lip the rest."""
 UPPER_SHARE_OF_OPENING = 0.18
@@ -116,15 +118,16 @@ class MouthRig:
         iod = self.iod
         op, press = max(opening, 0.0), max(-opening, 0.0)
         spread, rnd = max(shape, 0.0), max(-shape, 0.0)
-        k = 1.0 + 0.08 * spread - 0.22 * rnd
+        k = 1.0 + 0.08 * spread - ROUND_NARROWING * rnd
         gmax = OPEN_MAX * iod * op * (1.0 - 0.3 * spread - 0.1 * rnd)
-        exponent = 0.5 + 0.3 * spread - 0.25 * rnd
+        exponent = 0.5 + 0.3 * spread - 0.1 * rnd
 
         def gap(u: np.ndarray) -> np.ndarray:
             return gmax * (1.0 - self._profile(u) ** 2) ** exponent
 
         def drop(u: np.ndarray) -> np.ndarray:
-            return (0.25 * gmax - 0.05 * iod * spread) * self._profile(u) ** 2
+            # Rounding also takes the smile out of the corners: they come down towards the lip line.
+            return (0.25 * gmax - 0.05 * iod * spread + 0.05 * iod * rnd) * self._profile(u) ** 2
 
         def mid(u: np.ndarray) -> np.ndarray:
             return self._interp_upper(u) + UPPER_SHARE_OF_CLOSING * self.gap_at(u)
@@ -146,7 +149,7 @@ class MouthRig:
                 moves[i] = d
 
         lip_press = 0.06 * iod * press
-        pucker = 0.03 * iod * rnd
+        pucker = 0.05 * iod * rnd
         put(lm.LIPS_INNER_UPPER, upper_dv)
         put(lm.LIPS_INNER_LOWER[1:-1], lower_dv)
         put(lm.LIPS_OUTER_UPPER, lambda u: 0.8 * upper_dv(u), extra=lip_press - pucker)

@@ -19,6 +19,9 @@ GATE_OFF_DB = -50.0
 FLOOR_DB = -50.0
 COARTICULATION_SECONDS = 0.035
 """Each viseme's influence spreads over a Gaussian this wide: shapes blend instead of snapping."""
+CLOSURE_SECONDS = 0.015
+"""A p/b/m's much narrower spread: its dominance must shut the lips during the closure without holding
+back the vowel that follows (the 'a' of "my" must still open fully)."""
 
 # (opening -0.25 pressed … 1 wide, shape -1 rounded … +1 spread, dominance)
 VISEME_TARGETS: dict[Viseme, tuple[float, float, float]] = {
@@ -92,10 +95,10 @@ class MouthDriver:
 
 def _from_visemes(visemes: list[tuple[Viseme, float, float]], centre: float) -> tuple[float, float]:
     """Dominance-weighted Gaussian blend of the viseme targets around `centre` (coarticulation)."""
-    scale = np.sqrt(2.0) * COARTICULATION_SECONDS
     weights, opens, shapes = [], [], []
     covered = 0.0
     for viseme, start, end in visemes:
+        scale = np.sqrt(2.0) * (CLOSURE_SECONDS if viseme == Viseme.PP else COARTICULATION_SECONDS)
         share = 0.5 * (erf((end - centre) / scale) - erf((start - centre) / scale))
         if share <= 1e-4:
             continue

@@ -48,9 +48,10 @@ class Liveliness:
         if not self._blink_frames and self.t >= self._next_blink:
             seconds = self.rng.uniform(0.1, 0.25)
             frames = max(3, round(seconds * self.fps))
-            closing = max(1, round(0.35 * frames))
-            opening = max(1, frames - closing)
-            shut = [float(x) for x in np.linspace(0.0, 1.0, closing + 1)[1:]]
+            closing = max(1, round(0.3 * frames))
+            opening = max(1, frames - closing - 1)
+            # At least one half-closed frame on the way down: a lid that jumps from open to shut reads as a flicker.
+            shut = [float(x) for x in np.linspace(0.0, 1.0, closing + 2)[1:]]
             reopen = [float(1.0 - np.sin(0.5 * np.pi * x)) for x in np.linspace(0.0, 1.0, opening + 2)[1:-1]]
             self._blink_frames = [*shut, *reopen]
             double = self.rng.random() < 0.1

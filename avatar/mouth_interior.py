@@ -21,6 +21,19 @@ MIN_TEETH_GAP = 0.05
 """A photo's lip gap (face units) from which its visible teeth are reused."""
 
 
+IVORY = np.array([0.86, 0.93, 0.98])
+"""BGR of teeth under white light: warm white, never bluish."""
+
+
+def _light_tint(skin: np.ndarray) -> np.ndarray:
+    """The colour of the photo's light, as BGR gains ≤ 1, judged from the skin: teeth must be lit like the face.
+
+    Untinted teeth next to skin under warm light read as grey-blue, the tell-tale of a pasted mouth.
+    """
+    gains = np.clip(skin / max(float(skin.max()), 1.0), 0.2, 1.0)
+    return gains**0.3
+
+
 @dataclass(frozen=True)
 class MouthColours:
     lips: np.ndarray
@@ -46,8 +59,7 @@ def analyse_mouth(image: np.ndarray, xy: np.ndarray, rig: MouthRig) -> MouthColo
     skin = np.median(image[np.round(xy[cheek_ids, 1]).astype(int), np.round(xy[cheek_ids, 0]).astype(int)], axis=0)
     skin = skin.astype(np.float64)
     reuse = False
-    ivory = np.array([0.80, 0.90, 0.97])  # BGR: teeth are warm white, never bluish
-    teeth = np.clip(ivory * min(245.0, 1.15 * skin.max()), 60, 245)
+    teeth = np.clip(IVORY * _light_tint(skin) * min(240.0, 1.15 * skin.max()), 60, 245)
     if rig.centre_gap > MIN_TEETH_GAP * rig.iod:
         mask = np.zeros(image.shape[:2], np.uint8)
         cv2.fillPoly(mask, [np.round(xy[lm.LIPS_INNER]).astype(np.int32)], 255)
@@ -116,11 +128,16 @@ def paint_interior(
     gap = bottom - top
     depth = v - top  # below the upper lip
     height = bottom - v  # above the lower lip
-    alpha = np.minimum(_smooth(depth, 1.0), _smooth(height, 1.0)) * inside_u * (gap > 0.4)
+    # A gap under about a pixel shows no teeth, only the shadow between the lips (`_lip_line`): painting
+    # into it would leave specks of teeth along a closed mouth.
+    alpha = np.minimum(_smooth(depth, 1.3), _smooth(height, 1.3)) * inside_u * np.clip(gap - 0.4, 0.0, 1.0)
     stray = ((leftovers > 96) & (alpha < 0.5)).astype(np.uint8)
-    if stray.any():
-        stray = cv2.dilate(stray, np.ones((3, 3), np.uint8))
-        patch[:] = cv2.inpaint(patch, stray, 2, cv2.INPAINT_TELEA)
+    if colours.reuse_teeth and stray.any():
+        # Only a photo that shows its mouth interior leaves teeth and shadow outside a smaller opening; a
+        # closed photo's leftovers are its lip line, a natural crease. The new opening is masked too, so the
+        # fill comes from the lips and skin around it, not from the photo's teeth inside it.
+        unknown = cv2.dilate(stray | (alpha > 0.0), np.ones((3, 3), np.uint8))
+        patch[:] = cv2.inpaint(patch, unknown, 2, cv2.INPAINT_TELEA)
     _lip_line(patch, v - (top + bottom) / 2, gap, u, left, right, colours)
     if not alpha.any():
         return
@@ -130,7 +147,9 @@ def paint_interior(
     lateral = np.clip(np.abs(u_src) / rig.half_width, 0.0, 1.0)
 
     back = np.clip(depth / np.maximum(gap, 1e-6), 0.0, 1.0)
-    cavity_shade = (0.28 + 0.18 * np.sin(np.pi * back)) * (1.0 - 0.45 * lateral**2)
+    lateral_room = np.minimum(u - left, right - u) * 0.5
+    shadow_colour = colours.lips * CAVITY_TINT * 0.4
+    cavity_shade = (0.34 + 0.2 * np.sin(np.pi * back)) * (1.0 - 0.4 * lateral**2)
     cavity = (colours.lips * CAVITY_TINT)[None, None, :] * cavity_shade[..., None]
     out = np.broadcast_to(cavity, (h, w, 3)).copy()
 
@@ -145,31 +164,60 @@ def paint_interior(
     out = out + (tongue - out) * tongue_a[..., None]
 
     lower_length, lower_shade = _teeth(u_src / 0.8, rig.half_width, np.minimum(0.045 * iod, 0.2 * open_gap))
-    lower_a = _smooth(lower_length - height, 1.0) * np.clip((open_gap - 0.12 * iod) / (0.06 * iod), 0.0, 1.0)
-    lower = _shaded(colours, 0.72 * lower_shade)
+    lower_a = _smooth(lower_length - height, 1.2) * np.clip((open_gap - 0.16 * iod) / (0.06 * iod), 0.0, 1.0)
+    lower = _shaded(colours, 0.85 * lower_shade)
     out = out + (lower - out) * lower_a[..., None]
 
     if colours.reuse_teeth:
-        src_gap = rig.gap_at(u_src)
-        upper_height = 0.8 * src_gap
-        sample_depth = np.clip(depth, 0.0, 0.7 * src_gap)
-        src_v = np.interp(u_src, rig.upper_u, rig.upper_v) + sample_depth
-        pts = frame.to_image(u_src, src_v).astype(np.float32)
+        # The photo's teeth thin out towards its mouth corners, where its lip gap closes; an opened mouth's
+        # gap does not, so sampling at the same place would frame the teeth with dark cavity on every side.
+        # Instead the teeth row is stretched across the opening, and sampled from just inside the photo's
+        # lip edge (the edge pixels themselves are half lip, half shadow).
+        span = _teeth_span(rig)
+        u_teeth = np.clip(u_src / (REUSED_TEETH_SPAN * rig.half_width), -1.0, 1.0) * span
+        src_gap = rig.gap_at(u_teeth)
+        upper_height = np.maximum(0.8 * src_gap, 0.8 * rig.centre_gap * (1.0 - lateral**4))
+        upper_height *= np.abs(u_src) < REUSED_TEETH_SPAN * rig.half_width
+        sample_depth = np.clip(depth + 1.0, 1.0, np.maximum(0.7 * src_gap, 1.0))
+        src_v = np.interp(u_teeth, rig.upper_u, rig.upper_v) + sample_depth
+        pts = frame.to_image(u_teeth, src_v).astype(np.float32)
         upper = cv2.remap(image, pts[..., 0], pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         upper = upper.astype(np.float64)
+        lip_shadow = 0.88 + 0.12 * np.clip(depth / max(0.03 * iod, 1.0), 0.0, 1.0)
     else:
         upper_height, tooth_shade = _teeth(u_src, rig.half_width, 0.11 * iod)
         tip = np.clip(depth / np.maximum(upper_height, 1e-6), 0.0, 1.0)
         vertical = 1.0 - 0.08 * tip**3
         upper = _shaded(colours, tooth_shade * vertical)
-    lip_shadow = 0.7 + 0.3 * np.clip(depth / max(0.03 * iod, 1.0), 0.0, 1.0)
-    upper = upper * lip_shadow[..., None]
+        # In a narrow slit the teeth sit in the lips' shadow: a pale line between the lips reads as paint.
+        slit = np.clip((open_gap - 0.05 * iod) / (0.1 * iod), 0.0, 1.0)
+        lip_shadow = (0.3 + 0.7 * slit) * (0.75 + 0.25 * np.clip(depth / max(0.03 * iod, 1.0), 0.0, 1.0))
+    upper = shadow_colour + (upper - shadow_colour) * lip_shadow[..., None]
     upper_a = _smooth(upper_height - depth, 1.2)
     out = out + (upper - out) * upper_a[..., None]
+
+    # The lips' wet inner edge: the opening shades from lip colour into the cavity instead of meeting it at
+    # a hard dark outline.
+    rim = np.exp(-np.maximum(np.minimum(height, lateral_room), 0.0) / max(0.025 * iod, 0.7))
+    rim *= 1.0 - upper_a
+    out = out + (colours.lips * 0.55 - out) * (0.6 * rim)[..., None]
 
     base = patch.astype(np.float64)
     blended = base + (out - base) * alpha[..., None]
     patch[:] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+REUSED_TEETH_SPAN = 0.9
+"""Reused teeth reach this far towards the corners of the opening (half mouth widths); beyond, the photo's
+own dark mouth corners."""
+
+
+def _teeth_span(rig: MouthRig) -> float:
+    """How far from the centre (face px) the photo's lip gap still shows teeth: at least a third of its peak."""
+    u = np.linspace(0.0, rig.half_width, 64)
+    gap = np.maximum(rig.gap_at(u), rig.gap_at(-u))
+    wide = u[gap >= gap.max() / 3.0]
+    return float(wide.max()) if len(wide) else rig.half_width
 
 
 def _lip_line(
@@ -214,6 +262,6 @@ def _teeth(u_src: np.ndarray, half_width: float, length: float | np.ndarray) -> 
     lo, hi = TOOTH_EDGES[index], TOOTH_EDGES[index + 1]
     across = np.clip((a - lo) / (hi - lo), 0.0, 1.0) * 2.0 - 1.0
     inside = a < TOOTH_EDGES[-1]
-    visible = length * TOOTH_LENGTH[index] * (1.0 - 0.3 * across**4) * inside
+    visible = length * TOOTH_LENGTH[index] * (1.0 - 0.15 * across**4) * inside
     shade = TOOTH_SHADE[index] * (1.0 - 0.14 * across**6)
     return visible, shade
