@@ -117,7 +117,10 @@ def test_visemes_keep_espeaks_phoneme_positions(english: EspeakTTS) -> None:
     direct = synthesize(text, "en-us")
     model = np.array([t.start for t in direct.timed_phonemes()] + [direct.samples / direct.sample_rate])
     pcm, visemes, _, _ = collect(english, text)
-    assert len(pcm) / CANONICAL_SAMPLE_RATE == pytest.approx(direct.samples / direct.sample_rate, abs=0.002)
+    # espeak-ng's output length drifts by a few ms from one call to the next (state carried between
+    # utterances: 85427, 85454, 85461 samples for the same sentence in one process), so two separate
+    # syntheses agree to the same 20 ms bound the viseme positions are held to, not to the sample.
+    assert len(pcm) / CANONICAL_SAMPLE_RATE == pytest.approx(direct.samples / direct.sample_rate, abs=0.020)
     for v in visemes:
         if v.viseme in (Viseme.AA, Viseme.E, Viseme.IH, Viseme.OH, Viseme.OU, Viseme.RR) and v.end - v.start < 0.06:
             continue  # the second half of a split diphthong ends mid-phoneme by design
