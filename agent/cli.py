@@ -8,11 +8,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import Config, dump_config, load_config, resolve_path
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from speech.tts import TTSEngine
 
 log = logging.getLogger("digital_human")
 
@@ -89,6 +93,12 @@ def _check_avatar(cfg: Config) -> Path:
     return path
 
 
+def _create_tts(cfg: Config) -> TTSEngine:
+    from speech.tts_select import create_tts
+
+    return create_tts(cfg.tts)
+
+
 def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
     from agent.progress import progress_bar
     from agent.render_job import render_audio, render_speech
@@ -108,12 +118,11 @@ def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
         if not args.audio.is_file():
             raise UserError(f"audio file not found: {args.audio}")
 
-    tts = None
-    if paragraphs is not None:
-        from speech.tts_select import create_tts
-
-        tts = create_tts(cfg.tts)
-    prepared, notices = prepare(cfg, avatar)
+    # The voice model (~2 s to load) and the avatar load side by side: they need different cores.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        tts_loading = pool.submit(_create_tts, cfg) if paragraphs is not None else None
+        prepared, notices = prepare(cfg, avatar)
+        tts = tts_loading.result() if tts_loading is not None else None
     for n in notices:
         print(f"note: {n}", file=sys.stderr)
     renderer = create_renderer(cfg, prepared, seed=args.seed)
