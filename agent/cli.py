@@ -161,8 +161,9 @@ COMMANDS = {"render": cmd_render, "prepare": cmd_prepare, "voices": cmd_voices}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Everything a user must know arrives as a "note:" or "error:" line; log records are for -v.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
         cfg = load_config(args.config, _overrides(args))
@@ -176,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `digital-human voices | head`: the reader left; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if args.verbose or os.environ.get("DH_DEBUG"):
             raise

@@ -113,8 +113,11 @@ class EdgeTTS(TTSEngine):
             return None
         except TimeoutError:
             raise EdgeUnavailable(f"edge-tts sent nothing for {self._timeout:g} s") from None
-        except (aiohttp.ClientError, EdgeTTSException, OSError) as exc:
-            raise EdgeUnavailable(f"edge-tts failed: {exc.__class__.__name__}: {exc}") from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            # The exception text names hosts and SSL contexts: users need only "no connection".
+            raise EdgeUnavailable(f"cannot reach the edge-tts service ({exc.__class__.__name__})") from None
+        except (aiohttp.ClientError, EdgeTTSException) as exc:
+            raise EdgeUnavailable(f"edge-tts failed ({exc.__class__.__name__}: {str(exc)[:80]})") from None
 
 
 def _word(item: dict[str, Any]) -> WordTiming:
