@@ -159,8 +159,24 @@ def cmd_voices(cfg: Config, args: argparse.Namespace) -> None:
 COMMANDS = {"render": cmd_render, "prepare": cmd_prepare, "voices": cmd_voices}
 
 
+def _hide_native_stderr() -> None:
+    """Keep Python's stderr on the terminal but send what C/C++ libraries write to fd 2 to /dev/null.
+
+    mediapipe's graph threads print TFLite and absl INFO/WARNING lines at start-up, asynchronously;
+    users should see our one-line notes and errors only. `-v` keeps everything.
+    """
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None and not args.verbose:
+        _hide_native_stderr()
     # Everything a user must know arrives as a "note:" or "error:" line; log records are for -v.
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
