@@ -24,8 +24,6 @@ UPPER_SHARE_OF_CLOSING = 0.45
 UPPER_SHARE_OF_OPENING = 0.18
 """When the mouth opens the upper lip lifts a little; the jaw carries the rest."""
 BROW_RAISE = 0.08
-BLINK_MEET = 0.96
-"""Where the lids meet in a blink, as a fraction of the way from the upper to the lower lid."""
 NOSE_BRIDGE = (168, 6, 197, 195, 5, 4, 1, 2, 94, 19)
 IRIS = set(range(468, 478))
 
@@ -183,30 +181,19 @@ class MouthRig:
 
 
 class EyeRig:
-    """Lid and brow control displacements: blink 0 (open) … 1 (closed), brow 0 (rest) … 1 (raised)."""
+    """Brow control displacements: brow 0 (rest) … 1 (raised). The lids stay where they are (blinks are
+    painted over them, see `eyelids`), so a raised brow never tugs at the eyes."""
 
     def __init__(self, xy: np.ndarray, frame: FaceFrame) -> None:
         self.frame = frame
         self.xy = xy
 
-    def controls(self, blink: float, brow: float) -> tuple[dict[int, np.ndarray], set[int]]:
+    def controls(self, brow: float) -> tuple[dict[int, np.ndarray], set[int]]:
         moves: dict[int, np.ndarray] = {}
         iod = self.frame.iod
-        for upper, lower in ((lm.RIGHT_EYE_UPPER, lm.RIGHT_EYE_LOWER), (lm.LEFT_EYE_UPPER, lm.LEFT_EYE_LOWER)):
-            lu, lv = _sorted_curve(self.frame, self.xy, lower)
-            uu, uv = _sorted_curve(self.frame, self.xy, upper)
-            for i in (upper[0], upper[-1]):
-                moves[int(i)] = np.zeros(2)
-            u, v = self.frame.to_face(self.xy[upper[1:-1]])
-            gap = np.maximum(np.interp(u, lu, lv) - v, 0.0)
-            for i, d in zip(upper[1:-1].tolist(), self.frame.vector(0.0 * u, BLINK_MEET * blink * gap), strict=True):
-                moves[i] = d
-            u, v = self.frame.to_face(self.xy[lower[1:-1]])
-            gap = np.maximum(v - np.interp(u, uu, uv), 0.0)
-            for i, d in zip(
-                lower[1:-1].tolist(), self.frame.vector(0.0 * u, -(1 - BLINK_MEET) * blink * gap), strict=True
-            ):
-                moves[i] = d
+        for ids in (lm.RIGHT_EYE, lm.LEFT_EYE):
+            for i in ids.tolist():
+                moves[i] = np.zeros(2)
         for ids in (lm.RIGHT_BROW, lm.LEFT_BROW):
             for i in ids.tolist():
                 moves[i] = self.frame.vector(np.array(0.0), np.array(-BROW_RAISE * iod * brow))

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from avatar import landmarks as lm
+from avatar.eyelids import EyeLids
 from avatar.face_rig import OPEN_MAX, EyeRig, FaceFrame, MouthRig, eye_region, face_frame, mouth_region
 from avatar.head_mask import head_weight
 from avatar.lip_contour import refine_inner_lips
@@ -29,7 +30,7 @@ from avatar.source import load_source
 from avatar.video_loop import VideoLoop, build_loop, loop_length, loop_notice
 from core.errors import UserError
 
-RENDERER_VERSION = "realtime-8"
+RENDERER_VERSION = "realtime-9"
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
@@ -234,14 +235,15 @@ def build_avatar(
 
     eye_rig = EyeRig(xy, frame)
     eye_mesh = PatchMesh(xy, eye_rect, iod)
+    lids = EyeLids(image, xy, frame, eye_rect)
+    brow_maps = [eye_mesh.warp_map(*eye_rig.controls(float(brow))) for brow in BROW_LEVELS]
     ew, eh = eye_mesh.size
     eye_bank = np.empty((len(BLINK_LEVELS), len(BROW_LEVELS), eh, ew, 3), np.uint8)
     for i, blink in enumerate(BLINK_LEVELS):
-        for j, brow in enumerate(BROW_LEVELS):
-            moves, pinned = eye_rig.controls(float(blink), float(brow))
-            maps = eye_mesh.warp_map(moves, pinned)
+        closed = lids.paint(float(blink))
+        for j, maps in enumerate(brow_maps):
             eye_bank[i, j] = cv2.remap(
-                image, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+                closed, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
             )
 
     loop = None

@@ -21,7 +21,7 @@ from avatar.prepare import BLINK_LEVELS, BROW_LEVELS, SHAPE_LEVELS, PreparedAvat
 from core.errors import UserError
 from core.events import Frame, Viseme, VisemeEvent
 
-PRESHARPEN = 0.08
+PRESHARPEN = 0.06
 """Strength of the small sharpening applied to the head before it is resampled for motion. Resampling at
 sub-pixel offsets is a low-pass filter (bicubic keeps ~0.6 of the photo's fine detail, bilinear ~0.4, and
 skin turns waxy); this pre-compensates the average loss so a moving head stays about as sharp as the photo."""
