@@ -150,7 +150,10 @@ class MouthRig:
         pucker = 0.05 * iod * rnd
         put(lm.LIPS_INNER_UPPER, upper_dv)
         put(lm.LIPS_INNER_LOWER[1:-1], lower_dv)
-        put(lm.LIPS_OUTER_UPPER, lambda u: 0.8 * upper_dv(u), extra=lip_press - pucker)
+        # The upper lip's outer edge follows its inner edge only partly, so closing a smile rolls more of the
+        # red of the lip into view instead of sliding the skin above it down (a closed smile keeps its upper lip).
+        put(lm.LIPS_OUTER_UPPER, lambda u: 0.8 * upper_dv(u) - 0.35 * (mid(u) - self._interp_upper(u)),
+            extra=lip_press - pucker)  # fmt: skip
         put(lm.LIPS_OUTER_LOWER[1:-1], lower_dv, extra=-lip_press + pucker)
         for outer, inner in zip(lm.MOUTH_CORNERS.tolist(), lm.INNER_MOUTH_CORNERS.tolist(), strict=True):
             moves[outer] = moves[inner]

@@ -14,6 +14,9 @@ from scipy import sparse
 from scipy.sparse.linalg import spsolve
 from scipy.spatial import Delaunay
 
+MAX_STRETCH = 25.0
+"""Destination triangles smaller than their source by more than this (area) are left to their neighbours."""
+
 
 def rect_ring(width: int, height: int, per_side: int) -> np.ndarray:
     """Points along the border of a width×height patch (pixel-centre coordinates), corners included."""
@@ -66,6 +69,10 @@ def backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, size: 
     Each destination triangle is rasterised with its index; every pixel then applies its triangle's
     affine dst→src transform, which is exact piecewise-affine warping (shared edges agree, so there
     are no cracks). Pixels no triangle covers keep the identity.
+
+    Rasterising thin triangles (lips pressed together, a stretched lid) can miss single pixels between
+    them; those take a neighbouring triangle's transform (`_close_cracks`), since keeping the identity
+    there would drop a speck of the unwarped photo into the warped patch.
     """
     width, height = size
     ids = np.full((height, width), -1, dtype=np.int32)
@@ -73,10 +80,16 @@ def backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, size: 
     src_tri = src[triangles]
     e1, e2 = dst_tri[:, 1] - dst_tri[:, 0], dst_tri[:, 2] - dst_tri[:, 0]
     area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    good = np.abs(area) > 1e-6
+    s1, s2 = src_tri[:, 1] - src_tri[:, 0], src_tri[:, 2] - src_tri[:, 0]
+    src_area = s1[:, 0] * s2[:, 1] - s1[:, 1] * s2[:, 0]
+    # A triangle squashed (almost) flat, e.g. between lips pressed together, has an exploding inverse: its
+    # few pixels would sample from far away (an eye in the middle of the lips). Its neighbours cover it.
+    # A flipped triangle (the warp folded the mesh over itself there) is dropped too.
+    good = (np.abs(area) > 1e-6) & (np.abs(src_area) < MAX_STRETCH * np.abs(area)) & (area * src_area > 0)
     for t in np.flatnonzero(good):
         poly = np.round(dst_tri[t] * 16.0).astype(np.int32)
         cv2.fillConvexPoly(ids, poly, int(t), lineType=cv2.LINE_8, shift=4)
+    ids = _close_cracks(ids)
     homogeneous = np.concatenate([dst_tri, np.ones((len(triangles), 3, 1))], axis=2)
     safe = homogeneous.copy()
     safe[~good] = np.eye(3)
@@ -88,4 +101,29 @@ def backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, size: 
     px, py = xs[covered], ys[covered]
     out[covered, 0] = px * a[:, 0, 0] + py * a[:, 1, 0] + a[:, 2, 0]
     out[covered, 1] = px * a[:, 0, 1] + py * a[:, 1, 1] + a[:, 2, 1]
-    return out.astype(np.float32)
+    return _despeckle(out.astype(np.float32), np.stack([xs, ys], axis=2).astype(np.float32))
+
+
+def _despeckle(maps: np.ndarray, identity: np.ndarray, tolerance: float = 2.0) -> np.ndarray:
+    """Pixels whose displacement jumps away from all their neighbours' (slivers of triangles that fold over
+    crowded lip landmarks) take the neighbours' median: each would show as a speck from elsewhere."""
+    disp = maps - identity
+    out = maps.copy()
+    for c in range(2):
+        median = cv2.medianBlur(np.ascontiguousarray(disp[..., c]), 3)
+        odd = np.abs(disp[..., c] - median) > tolerance
+        out[..., c][odd] = identity[..., c][odd] + median[odd]
+    return out
+
+
+def _close_cracks(ids: np.ndarray, passes: int = 3) -> np.ndarray:
+    """`ids` with uncovered pixels (-1) next to covered ones given a neighbour's triangle."""
+    out = ids.copy()
+    kernel = np.ones((3, 3), np.uint8)
+    for _ in range(passes):
+        missing = out < 0
+        if not missing.any():
+            break
+        grown = cv2.dilate(out.astype(np.float32), kernel).astype(np.int32)
+        out[missing] = grown[missing]
+    return out

@@ -131,7 +131,7 @@ def paint_interior(
     # A gap under about a pixel shows no teeth, only the shadow between the lips (`_lip_line`): painting
     # into it would leave specks of teeth along a closed mouth.
     alpha = np.minimum(_smooth(depth, 1.3), _smooth(height, 1.3)) * inside_u * np.clip(gap - 0.4, 0.0, 1.0)
-    stray = ((leftovers > 96) & (alpha < 0.5)).astype(np.uint8)
+    stray = ((leftovers > 64) & (alpha < 0.5)).astype(np.uint8)
     if colours.reuse_teeth and stray.any():
         # Only a photo that shows its mouth interior leaves teeth and shadow outside a smaller opening; a
         # closed photo's leftovers are its lip line, a natural crease. The new opening is masked too, so the
@@ -164,6 +164,7 @@ def paint_interior(
     out = out + (tongue - out) * tongue_a[..., None]
 
     lower_length, lower_shade = _teeth(u_src / 0.8, rig.half_width, np.minimum(0.045 * iod, 0.2 * open_gap))
+    lower_length = np.where(lower_length > 0, np.minimum(0.045 * iod, 0.2 * open_gap), 0.0)  # an even row, not dots
     lower_a = _smooth(lower_length - height, 1.2) * np.clip((open_gap - 0.16 * iod) / (0.06 * iod), 0.0, 1.0)
     lower = _shaded(colours, 0.85 * lower_shade)
     out = out + (lower - out) * lower_a[..., None]
@@ -200,7 +201,7 @@ def paint_interior(
     # a hard dark outline.
     rim = np.exp(-np.maximum(np.minimum(height, lateral_room), 0.0) / max(0.025 * iod, 0.7))
     rim *= 1.0 - upper_a
-    out = out + (colours.lips * 0.55 - out) * (0.6 * rim)[..., None]
+    out = out + (colours.lips * CAVITY_TINT * 0.75 - out) * (0.6 * rim)[..., None]
 
     base = patch.astype(np.float64)
     blended = base + (out - base) * alpha[..., None]

@@ -30,7 +30,7 @@ from avatar.source import load_source
 from avatar.video_loop import VideoLoop, build_loop, loop_length, loop_notice
 from core.errors import UserError
 
-RENDERER_VERSION = "realtime-9"
+RENDERER_VERSION = "realtime-10"
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import matplotlib
 import numpy as np
 import pytest
@@ -138,3 +139,21 @@ def test_blinks_last_several_frames(astronaut_avatar: PreparedAvatar) -> None:
         assert 3 <= length <= 7, f"a blink of {length} frames at 25 fps"
         assert 0.0 < blinks[start] < 1.0, "the lid passes half-closed on its way down"
         assert blinks[start : start + length].max() == 1.0
+
+
+def test_a_closed_lid_covers_the_eye_and_moves_nothing_else(grace_avatar: PreparedAvatar) -> None:
+    """Grace Hopper's glasses rim runs just above her eyes: a blink must leave it where it is."""
+    avatar = grace_avatar
+    open_eyes, shut = avatar.eye_bank[0, 0].astype(int), avatar.eye_bank[-1, 0].astype(int)
+    x0, y0 = avatar.eye_rect[:2]
+    eyes = np.zeros(open_eyes.shape[:2], np.uint8)
+    for outline in (lm.RIGHT_EYE, lm.LEFT_EYE):
+        cv2.fillPoly(eyes, [np.round(avatar.points[outline, :2] - (x0, y0)).astype(np.int32)], 255)
+    reach = round(0.12 * avatar.iod)
+    near = cv2.dilate(eyes, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
+    assert np.abs(shut - open_eyes)[~near].max() == 0, "the blink moved pixels away from the eyes"
+    # Inside the outline the closed lid is skin: no dark pupil, no bright catchlight left.
+    lid = shut[eyes > 0].mean(axis=1)
+    around = open_eyes[near & (eyes == 0)].mean(axis=1)
+    assert np.percentile(lid, 5) > np.percentile(around, 5) - 10
+    assert lid.max() < around.max() + 10
