@@ -102,12 +102,13 @@ def _create_tts(cfg: Config) -> TTSEngine:
 def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
     from agent.progress import progress_bar
     from agent.render_job import render_audio, render_speech
-    from agent.renderers import create_renderer, prepare
+    from agent.renderers import check_engine, create_renderer, prepare
     from agent.script import paragraphs_from_script, paragraphs_from_text
     from streaming.recording import check_writable
 
     out: Path = args.output
     check_writable(out)
+    check_engine(cfg)
     avatar = _check_avatar(cfg)
     if args.text is not None:
         paragraphs = paragraphs_from_text(args.text)

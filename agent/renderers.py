@@ -26,13 +26,18 @@ def prepare(cfg: Config, source: Path | None = None) -> tuple[object, list[str]]
     )
 
 
-def create_renderer(cfg: Config, prepared: object, seed: int | None = None) -> Renderer:
+def check_engine(cfg: Config) -> None:
+    """Refuse an engine this build cannot run before any slow preparation starts."""
     engine = cfg.renderer.engine
     if engine in GPU_ENGINES:
         raise UserError(
             f"renderer engine '{engine}' ({GPU_ENGINES[engine]}) is not available in this build yet; "
             "use --engine realtime (CPU)"
         )
+
+
+def create_renderer(cfg: Config, prepared: object, seed: int | None = None) -> Renderer:
+    check_engine(cfg)
     from avatar.realtime import RealtimeRenderer
 
     return RealtimeRenderer(prepared, fps=cfg.avatar.fps, liveliness=cfg.renderer.liveliness, seed=seed)  # type: ignore[arg-type]
