@@ -10,7 +10,6 @@ out over the neck), united with the face oval in case the segmentation misses pa
 from __future__ import annotations
 
 import cv2
-import mediapipe as mp
 import numpy as np
 
 from avatar import landmarks as lm
@@ -25,8 +24,10 @@ HAIR_REACH = 1.1
 
 def person_mask(image: np.ndarray) -> np.ndarray:
     """float32 (h, w) probability that a pixel shows the person, 0 everywhere if segmentation fails."""
+    from mediapipe.python.solutions import selfie_segmentation
+
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    with lm._native_stderr_silenced(), mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+    with lm.native_stderr_silenced(), selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
         result = seg.process(rgb)
     mask = getattr(result, "segmentation_mask", None)
     if mask is None:

