@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -56,9 +56,9 @@ class Mp4Writer:
         self.sample_rate = sample_rate
         self.frames_written = 0
         self.samples_written = 0
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".mp4.part", dir=self.path.parent or ".")
-        os.close(fd)
-        self._tmp = Path(tmp)
+        # A unique name beside the target (same filesystem, so the final rename is atomic), created by
+        # the muxer itself so the finished file gets the user's normal permissions (umask), not 0600.
+        self._tmp = self.path.with_name(f".{self.path.stem}.{secrets.token_hex(6)}.mp4.part")
         width, height = size
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
         self._video = self._container.add_stream("libx264", rate=fps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,9 @@ def test_render_text_writes_synced_mp4(tmp_path, cache, capsys, astronaut):
     diffs = [float(np.abs(frames[i].astype(int) - frames[0].astype(int)).mean()) for i in range(len(frames))]
     assert max(diffs) > 0.05  # the face moves while speaking
     assert leftovers(tmp_path) == ["out.mp4"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not a private temp file
 
 
 def test_render_audio_file(tmp_path, cache, capsys, astronaut, speech_wav):
