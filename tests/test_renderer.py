@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from avatar.lipsync import VISEME_LEAD_SECONDS
 from avatar.prepare import PreparedAvatar, prepare_avatar
 from avatar.realtime import RealtimeRenderer
 from core.audio import read_audio_file
@@ -160,14 +161,15 @@ def test_visemes_shape_the_mouth(avatar: PreparedAvatar, speech: np.ndarray) -> 
     """Same audio, two viseme timelines: a wide vowel opens, a bilabial holds the lips shut."""
     seconds = 1.2
     pcm = speech[int(0.2 * CANONICAL_SAMPLE_RATE) : int((0.2 + seconds) * CANONICAL_SAMPLE_RATE)]
-    vowel = _render(avatar, pcm, [VisemeEvent(Viseme.AA, 0.0, seconds)])
-    lips = _render(avatar, pcm, [VisemeEvent(Viseme.PP, 0.0, seconds)])
+    span = seconds + VISEME_LEAD_SECONDS  # the renderer looks this far ahead in the viseme timeline
+    vowel = _render(avatar, pcm, [VisemeEvent(Viseme.AA, 0.0, span)])
+    lips = _render(avatar, pcm, [VisemeEvent(Viseme.PP, 0.0, span)])
     voiced = [i for i, f in enumerate(vowel) if f.extras["energy"] > 0.3]
     assert len(voiced) > 5
     assert np.mean([vowel[i].mouth_open for i in voiced]) > 0.4
     assert all(lips[i].mouth_open == 0.0 for i in voiced)
-    rounded = _render(avatar, pcm, [VisemeEvent(Viseme.OU, 0.0, seconds)])
-    spread = _render(avatar, pcm, [VisemeEvent(Viseme.E, 0.0, seconds)])
+    rounded = _render(avatar, pcm, [VisemeEvent(Viseme.OU, 0.0, span)])
+    spread = _render(avatar, pcm, [VisemeEvent(Viseme.E, 0.0, span)])
     assert all(rounded[i].extras["shape"] < -0.5 < 0.5 < spread[i].extras["shape"] for i in voiced)
 
 
