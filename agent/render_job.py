@@ -76,6 +76,20 @@ class _FrameSink:
             self._write_one()
 
 
+async def _off_loop(fn: Callable[..., None], *args: float) -> None:
+    """Run encoding work in a thread; if the task is cancelled (Ctrl-C), let the thread finish first.
+
+    The writer is aborted after a cancellation, and closing a PyAV container while another thread is
+    inside its encoder crashes the process.
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
+
+
 def _open_writer(renderer: Renderer, out: Path) -> Mp4Writer:
     return Mp4Writer(out, renderer.fps, renderer.frame_size, renderer.sample_rate)
 
@@ -93,22 +107,22 @@ async def render_speech(
     writer = _open_writer(renderer, out)
     sink = _FrameSink(renderer, writer, progress)
     try:
-        await asyncio.to_thread(sink.silence, LEAD_IN_SECONDS)
+        await _off_loop(sink.silence, LEAD_IN_SECONDS)
         for i, sentences in enumerate(paragraphs):
             if i:
-                await asyncio.to_thread(sink.silence, PARAGRAPH_PAUSE_SECONDS)
+                await _off_loop(sink.silence, PARAGRAPH_PAUSE_SECONDS)
             for sentence in sentences:
                 async for item in tts.stream(sentence):
                     if isinstance(item, Notice):
                         notices.append(item.message)
                         continue
                     renderer.feed(item.pcm, item.visemes)
-                    await asyncio.to_thread(sink.drain)
-        await asyncio.to_thread(sink.finish)
+                    await _off_loop(sink.drain)
+        await _off_loop(sink.finish)
+        path = writer.close()
     except BaseException:
         writer.abort()
         raise
-    path = writer.close()
     return RenderReport(path, sink.frames, sink.frames / renderer.fps, time.perf_counter() - started, notices)
 
 
@@ -127,8 +141,8 @@ def render_audio(renderer: Renderer, audio: Path, out: Path, progress: Progress 
             renderer.feed(pcm)
             sink.drain()
         sink.finish()
+        path = writer.close()
     except BaseException:
         writer.abort()
         raise
-    path = writer.close()
     return RenderReport(path, sink.frames, sink.frames / renderer.fps, time.perf_counter() - started)

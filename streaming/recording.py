@@ -70,6 +70,12 @@ class Mp4Writer:
         self._audio.time_base = Fraction(1, sample_rate)
 
     def write(self, frame: Frame) -> None:
+        try:
+            self._write(frame)
+        except (OSError, av.error.FFmpegError) as exc:
+            raise UserError(f"cannot write {self.path}: {exc.__class__.__name__}: {exc}") from None
+
+    def _write(self, frame: Frame) -> None:
         image = frame.image
         if image.shape[1] != self._video.width or image.shape[0] != self._video.height:
             image = image[: self._video.height, : self._video.width]
@@ -91,13 +97,17 @@ class Mp4Writer:
             self._container.mux(packet)
 
     def close(self) -> Path:
-        """Flush encoders and move the finished file into place."""
-        for packet in self._video.encode(None):
-            self._container.mux(packet)
-        for packet in self._audio.encode(None):
-            self._container.mux(packet)
-        self._container.close()
-        os.replace(self._tmp, self.path)
+        """Flush encoders and move the finished file into place (or leave nothing, if that fails)."""
+        try:
+            for packet in self._video.encode(None):
+                self._container.mux(packet)
+            for packet in self._audio.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+            os.replace(self._tmp, self.path)
+        except (OSError, av.error.FFmpegError) as exc:
+            self.abort()
+            raise UserError(f"cannot finish writing {self.path}: {exc.__class__.__name__}: {exc}") from None
         return self.path
 
     def abort(self) -> None:

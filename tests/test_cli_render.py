@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -175,3 +177,28 @@ def test_console_script_exit_status_and_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: avatar file not found: {tmp_path / 'none.jpg'}"]
+
+
+def test_ctrl_c_mid_render_exits_cleanly(tmp_path):
+    """Ctrl-C while frames are being encoded: 'interrupted', exit 130, no partial file, no crash."""
+    exe = shutil.which("digital-human", path=str(Path(sys.executable).parent))
+    out = tmp_path / "long.mp4"
+    text = "This reply is long enough to be interrupted while it is being recorded. " * 12
+    proc = subprocess.Popen(
+        # 1080p output: encoding dominates, so the interrupt lands while a worker thread is encoding.
+        [exe, "render", "--text", text, "-o", str(out), "--size", "1920x1080"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DH_AVATAR__CACHE_DIR": str(tmp_path / "cache")},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 60
+    while not any(".part" in p.name for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait until the recording has started
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted"
+    assert leftovers(tmp_path) == []
