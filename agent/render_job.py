@@ -20,7 +20,7 @@ from core.audio import iter_audio_file
 from core.errors import UserError
 from core.events import Notice
 from speech.tts import TTSEngine
-from streaming.recording import Mp4Writer, frames_to_align
+from streaming.recording import Mp4Writer
 
 LEAD_IN_SECONDS = 0.2
 PARAGRAPH_PAUSE_SECONDS = 0.35
@@ -69,11 +69,13 @@ class _FrameSink:
         self.drain()
 
     def finish(self) -> None:
-        """Flush the last partial frame, add a short idle tail, and end on an AAC block boundary."""
+        """Flush the last partial frame and add a short idle tail so the reply does not end mid-breath.
+
+        No padding to AAC's 1024-sample blocks is needed: the MP4 edit list trims the encoder's
+        padding, so audio and video durations agree to the sample.
+        """
         self.drain(final=True)
         self.silence(TAIL_SECONDS)
-        for _ in range(frames_to_align(self.frames, self.renderer.samples_per_frame)):
-            self._write_one()
 
 
 async def _off_loop(fn: Callable[..., None], *args: float) -> None:

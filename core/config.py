@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from core.errors import UserError
+from core.events import CANONICAL_SAMPLE_RATE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
@@ -26,6 +27,15 @@ class AvatarConfig(_Section):
     fps: int = Field(25, ge=20, le=40)
     output_size: tuple[int, int] | None = None
     cache_dir: Path = Path("~/.cache/digital-human/avatars")
+
+    @field_validator("fps")
+    @classmethod
+    def _whole_samples_per_frame(cls, fps: int) -> int:
+        """Each frame owns a whole number of audio samples, so sync is exact; only some rates allow it."""
+        if CANONICAL_SAMPLE_RATE % fps:
+            good = ", ".join(str(f) for f in range(20, 41) if CANONICAL_SAMPLE_RATE % f == 0)
+            raise ValueError(f"{fps} fps does not divide {CANONICAL_SAMPLE_RATE} Hz audio evenly; use one of {good}")
+        return fps
 
 
 class RendererConfig(_Section):
@@ -144,7 +154,8 @@ def load_config(
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise UserError(f"invalid configuration value for {where}: {err['msg']}") from None
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise UserError(f"invalid configuration value for {where}: {message}") from None
 
 
 def resolve_path(p: Path) -> Path:

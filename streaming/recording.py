@@ -19,19 +19,6 @@ import numpy as np
 from core.errors import UserError
 from core.events import Frame
 
-AAC_FRAME_SAMPLES = 1024
-"""AAC codes audio in blocks of 1024 samples; recordings end on a block boundary so the audio
-track is not padded past the last video frame."""
-
-
-def frames_to_align(total_frames: int, samples_per_frame: int) -> int:
-    """Extra idle frames so the audio length is a whole number of AAC blocks."""
-    total = total_frames * samples_per_frame
-    extra = 0
-    while (total + extra * samples_per_frame) % AAC_FRAME_SAMPLES:
-        extra += 1
-    return extra
-
 
 def check_writable(path: Path) -> None:
     """Fail before any work is done if the output cannot be written."""

@@ -63,6 +63,16 @@ def test_render_text_writes_synced_mp4(tmp_path, cache, capsys, astronaut):
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not a private temp file
 
 
+def test_other_frame_rates_stay_in_sync_without_padding(tmp_path, cache, capsys, astronaut):
+    out = tmp_path / "f24.mp4"
+    argv = ["render", "--avatar", str(astronaut), "--text", "Hello there.", "-o", str(out), "--fps", "24"]
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    vdur, adur = probe_durations(out)
+    assert abs(vdur - adur) <= 1 / 24
+    assert vdur < 2.5  # speech (~1 s) + lead-in + tail: no seconds of padding
+
+
 def test_render_audio_file(tmp_path, cache, capsys, astronaut, speech_wav):
     out = tmp_path / "a.mp4"
     code, _, err = run(capsys, "render", "--avatar", str(astronaut), "--audio", str(speech_wav), "-o", str(out))

@@ -33,7 +33,11 @@ def test_openai_variables_and_masking():
 
 @pytest.mark.parametrize(
     ("env", "message"),
-    [({"DH_AVATAR__FPS": "90"}, "avatar.fps"), ({"DH_TTS__ENGINE": "nope"}, "tts.engine")],
+    [
+        ({"DH_AVATAR__FPS": "90"}, r"avatar\.fps"),
+        ({"DH_AVATAR__FPS": "35"}, r"avatar\.fps: .*use one of 20, 24, 25, 30, 32, 40"),
+        ({"DH_TTS__ENGINE": "nope"}, r"tts\.engine"),
+    ],
 )
 def test_invalid_values_are_one_line_errors(env, message):
     with pytest.raises(UserError, match=message):
