@@ -30,7 +30,7 @@ from avatar.source import load_source
 from avatar.video_loop import VideoLoop, build_loop, loop_length, loop_notice
 from core.errors import UserError
 
-RENDERER_VERSION = "realtime-10"
+RENDERER_VERSION = "realtime-11"
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
@@ -166,8 +166,8 @@ def _pick_video_frame(frames: list[np.ndarray], face_index: int | None, name: st
     return best, []
 
 
-def _fit(image: np.ndarray, size: tuple[int, int], centre: np.ndarray) -> np.ndarray:
-    """Scale to cover `size` and crop around the face."""
+def _fit(image: np.ndarray, size: tuple[int, int], centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale to cover `size` and crop around the face; also returns where `centre` lands in the result."""
     h, w = image.shape[:2]
     tw, th = size
     scale = max(tw / w, th / h)
@@ -179,7 +179,7 @@ def _fit(image: np.ndarray, size: tuple[int, int], centre: np.ndarray) -> np.nda
     cx, cy = centre * scale
     x0 = int(np.clip(round(cx - tw / 2), 0, resized.shape[1] - tw))
     y0 = int(np.clip(round(cy - th / 2), 0, resized.shape[0] - th))
-    return np.ascontiguousarray(resized[y0 : y0 + th, x0 : x0 + tw])
+    return np.ascontiguousarray(resized[y0 : y0 + th, x0 : x0 + tw]), np.array([cx - x0, cy - y0])
 
 
 def build_avatar(
@@ -199,9 +199,10 @@ def build_avatar(
     face, notice = lm.select_face(lm.detect_faces(image), face_index, name)
     centre = face.center
     if size is not None and (image.shape[1], image.shape[0]) != size:
-        image = _fit(image, size, centre)
-        faces = lm.detect_faces(image)
-        face, _ = lm.select_face(faces, 0 if face_index is not None else None, name)
+        image, moved = _fit(image, size, centre)
+        # The chosen face is the one nearest to where it was moved, not the largest in the crop.
+        faces = sorted(lm.detect_faces(image), key=lambda f: float(np.linalg.norm(f.center - moved)))
+        face, _ = lm.select_face(faces[:1], None, name)
     if notice:
         notices.append(notice)
     xy = refine_inner_lips(image, face.xy.astype(np.float64), face_frame(face.xy).iod)
@@ -250,7 +251,7 @@ def build_avatar(
     if is_video and len(frames) > 1:
         fps = video_fps or 25.0
         clip = frames[: loop_length(len(frames), fps)]
-        clip = [_fit(f, size, centre) for f in clip] if size is not None else clip
+        clip = [_fit(f, size, centre)[0] for f in clip] if size is not None else clip
         loop, loop_notices = build_loop(clip, fps, image, xy, face_index, name)
         if len(frames) > len(clip):
             loop_notices.append(loop_notice(name))

@@ -82,6 +82,19 @@ def test_output_size_crops_around_the_face(astronaut: Path, tmp_path: Path) -> N
     assert 0 <= x0 < x1 <= 640 and 0 <= y0 < y1 <= 360
 
 
+def test_face_index_survives_output_size(astronaut: Path, tmp_path: Path) -> None:
+    """Choosing the second face of a group photo and a new output size animates that face, not the largest."""
+    img = cv2.imread(str(astronaut))
+    canvas = np.full((512, 512 + 410, 3), 128, np.uint8)
+    canvas[:, :512] = img
+    canvas[51:461, 512:] = cv2.resize(img, (410, 410))
+    path = tmp_path / "two.png"
+    cv2.imwrite(str(path), canvas)
+    first, _ = prepare_avatar(path, tmp_path / "c", face_index=0, output_size=(900, 500))
+    second, _ = prepare_avatar(path, tmp_path / "c", face_index=1, output_size=(900, 500))
+    assert first.points[:, 0].mean() < 450 < second.points[:, 0].mean()
+
+
 def test_closed_mouth_photo_gets_synthesised_teeth(prepared: PreparedAvatar, tmp_path: Path) -> None:
     """A portrait with closed lips has no teeth to reuse: open shapes must still show teeth and a
     tongue-coloured cavity, not a black hole. The closed-mouth portrait is the astronaut's own
