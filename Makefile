@@ -40,7 +40,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 # GPU renderers (MuseTalk, LatentSync): torch pinned first, so pip never picks a CUDA build by accident.

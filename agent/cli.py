@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +16,7 @@ from core.config import Config, dump_config, load_config, resolve_path
 from core.errors import UserError
 
 if TYPE_CHECKING:
+    from agent.render_job import RenderReport
     from speech.tts import TTSEngine
 
 log = logging.getLogger("digital_human")
@@ -99,6 +100,14 @@ def _create_tts(cfg: Config) -> TTSEngine:
     return create_tts(cfg.tts)
 
 
+async def _speak(tts: TTSEngine, job: Coroutine[Any, Any, RenderReport]) -> RenderReport:
+    """Run a speaking job and release the voice (models, online sessions) however it ends."""
+    try:
+        return await job
+    finally:
+        await tts.aclose()
+
+
 def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
     from agent.progress import progress_bar
     from agent.render_job import render_audio, render_speech
@@ -129,7 +138,7 @@ def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
     renderer = create_renderer(cfg, prepared, seed=args.seed)
     with progress_bar("rendering", total=None) as progress:
         if tts is not None and paragraphs is not None:
-            report = asyncio.run(render_speech(renderer, tts, paragraphs, out, progress))
+            report = asyncio.run(_speak(tts, render_speech(renderer, tts, paragraphs, out, progress)))
         else:
             report = render_audio(renderer, args.audio, out, progress)
     for n in report.notices:

@@ -14,7 +14,13 @@ from agent.render_job import Progress
 @contextmanager
 def progress_bar(label: str, total: float | None) -> Iterator[Progress]:
     bar = tqdm(
-        total=total, desc=label, unit="s", unit_scale=False, delay=2.0, file=sys.stderr, leave=False,
+        total=total,
+        desc=label,
+        unit="s",
+        unit_scale=False,
+        delay=2.0,
+        file=sys.stderr,
+        leave=False,
         bar_format="{desc}: {n:.1f} s of speech [{elapsed}, {rate_fmt}]",
     )
 

@@ -8,8 +8,11 @@ blends, one small bicubic remap of the head (and nothing else) for motion, and a
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import ParamSpec, TypeVar
 
 import cv2
 import numpy as np
@@ -20,6 +23,9 @@ from avatar.liveliness import Liveliness, Pose
 from avatar.prepare import BLINK_LEVELS, BROW_LEVELS, SHAPE_LEVELS, PreparedAvatar
 from core.errors import UserError
 from core.events import Frame, Viseme, VisemeEvent
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 PRESHARPEN = 0.06
 """Strength of the small sharpening applied to the head before it is resampled for motion. Resampling at
@@ -99,6 +105,18 @@ class _AudioQueue:
         return out
 
 
+def _locked(method: Callable[P, T]) -> Callable[P, T]:
+    """Serialise a renderer method: a live session feeds audio from the event loop while a worker
+    thread draws frames, and an interrupt may arrive from either side."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with args[0]._lock:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
 class RealtimeRenderer(Renderer):
     def __init__(self, avatar: PreparedAvatar, fps: int = 25, liveliness: float = 1.0, seed: int | None = None) -> None:
         if not 1 <= fps <= 120 or self.sample_rate % fps:
@@ -123,6 +141,8 @@ class RealtimeRenderer(Renderer):
         self._easing = False
         self._shape = 0.0
         self._silence = np.zeros(spf, np.int16)
+        self._silence.setflags(write=False)  # shared by every idle frame: no consumer may change it
+        self._lock = threading.Lock()
 
         x0, y0, x1, y1 = avatar.roi
         self._roi_base = np.ascontiguousarray(avatar.image[y0:y1, x0:x1])
@@ -151,6 +171,7 @@ class RealtimeRenderer(Renderer):
     def queued_samples(self) -> int:
         return self._queue.size
 
+    @_locked
     def feed(self, pcm: np.ndarray, visemes: Sequence[VisemeEvent] = ()) -> None:
         pcm = np.asarray(pcm)
         if pcm.dtype != np.int16:
@@ -167,6 +188,7 @@ class RealtimeRenderer(Renderer):
         self._queue.push(pcm.copy())
         self._fed += len(pcm)
 
+    @_locked
     def reset(self) -> None:
         self._queue.clear()
         self._visemes.clear()
@@ -174,6 +196,7 @@ class RealtimeRenderer(Renderer):
         self._history[:] = 0.0
         self._driver.reset()
 
+    @_locked
     def render_next(self) -> Frame:
         spf = self.samples_per_frame
         speaking = self._queue.size > 0

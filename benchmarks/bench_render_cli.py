@@ -53,15 +53,18 @@ def whole_command_table() -> str:
             speech = probe_durations(out)[0]
             wall = statistics.median(walls)
             rows.append(f"| {label} | {speech:.2f} | {wall:.2f} | {speech / wall:.2f}x |")
-    return "\n".join(
-        [
-            "Whole command, fresh process each time (imports, voice model load, cached avatar, render, mux):",
-            "",
-            "| text | video s | wall s (median) | speed vs real time |",
-            "|---|---|---|---|",
-            *rows,
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                "Whole command, fresh process each time (imports, voice model load, cached avatar, render, mux):",
+                "",
+                "| text | video s | wall s (median) | speed vs real time |",
+                "|---|---|---|---|",
+                *rows,
+            ]
+        )
+        + "\n"
+    )
 
 
 def main() -> None:

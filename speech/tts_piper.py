@@ -133,6 +133,7 @@ class Encoded:
     fade_in: bool
     fade_out: bool
 
+
 @dataclass(frozen=True, slots=True)
 class Piece:
     """Phonemes for one encoder call; `cut_before`/`cut_after` mark mid-sentence cuts whose edge silence is left out."""
@@ -143,9 +144,7 @@ class Piece:
     cut_after: bool
 
 
-def split_phonemes(
-    phonemes: list[str], first_words: int | None, max_words: int
-) -> list[tuple[list[str], bool, bool]]:
+def split_phonemes(phonemes: list[str], first_words: int | None, max_words: int) -> list[tuple[list[str], bool, bool]]:
     """Cut one sentence's phonemes at word gaps into (phonemes, cut_before, cut_after) pieces.
 
     The first piece ends at the first clause mark within `first_words` words, else after `first_words`
@@ -362,5 +361,3 @@ def word_spans(timed: list[TimedPhoneme], words: list[str]) -> list[WordTiming]:
     if len(runs) != len(words):
         return []
     return [WordTiming(w, run[0].start, run[-1].end) for w, run in zip(words, runs, strict=True)]
-
-

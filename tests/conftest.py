@@ -22,11 +22,17 @@ def speech_wav() -> Path:
 
 
 @pytest.fixture(scope="session")
-def whisper(tmp_path_factory: pytest.TempPathFactory):
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the test run assembles the offline Whisper model: never the user's ~/.cache."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def whisper(model_cache: Path):
     """The offline Whisper base model (faster-whisper), assembled once per run like the product does."""
     from faster_whisper import WhisperModel
 
     from speech.model_store import offline_whisper_base
 
-    folder = offline_whisper_base(tmp_path_factory.mktemp("models"))
+    folder = offline_whisper_base(model_cache)
     return WhisperModel(str(folder), device="cpu", compute_type="int8")

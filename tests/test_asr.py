@@ -77,8 +77,8 @@ def samples(language: str) -> list[tuple[np.ndarray, str]]:
 
 
 @pytest.fixture(scope="module")
-def transcriber() -> Transcriber:
-    return Transcriber(ASRConfig())
+def transcriber(model_cache: Path) -> Transcriber:
+    return Transcriber(ASRConfig(cache_dir=model_cache))
 
 
 def test_metric_helpers() -> None:
@@ -278,8 +278,8 @@ def test_folder_without_model_is_a_user_error(tmp_path: Path) -> None:
         Transcriber(ASRConfig(model=str(tmp_path)))
 
 
-def test_local_folder_model() -> None:
-    folder = model_store.offline_whisper_base(ASRConfig().cache_dir)
+def test_local_folder_model(model_cache: Path) -> None:
+    folder = model_store.offline_whisper_base(model_cache)
     pcm, _ = samples("en")[1]
     result = Transcriber(ASRConfig(model=str(folder))).transcribe(pcm, RATE)
     assert normalise_words(result.text) == ["hello", "world"]

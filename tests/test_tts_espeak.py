@@ -29,10 +29,6 @@ def mandarin() -> EspeakTTS:
     return EspeakTTS("cmn")
 
 
-
-
-
-
 def test_voices_include_english_and_mandarin() -> None:
     voices = installed_voices()
     assert {"en-us", "cmn", "fr", "de"} <= set(voices)

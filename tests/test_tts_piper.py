@@ -24,10 +24,6 @@ def piper() -> PiperTTS:
     return PiperTTS()
 
 
-
-
-
-
 def word_error_rate(reference: str, hypothesis: str) -> float:
     ref = re.findall(r"[a-z0-9']+", reference.lower())
     hyp = re.findall(r"[a-z0-9']+", hypothesis.lower())
