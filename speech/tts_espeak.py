@@ -175,13 +175,13 @@ class _Library:
         i = 0
         while table[i]:
             voice = table[i].contents
-            raw = ctypes.string_at(voice.languages, 256)
             # A run of (priority byte, language name, NUL) entries, ended by a zero priority byte.
-            pos = 0
-            while pos < len(raw) and raw[pos] != 0:
-                end = raw.index(b"\0", pos + 1)
-                voices.setdefault(raw[pos + 1 : end].decode(), voice.name.decode())
-                pos = end + 1
+            # Walked byte by byte: reading a fixed length could run past the library's memory.
+            entry = ctypes.cast(voice.languages, ctypes.c_void_p).value
+            while entry is not None and ctypes.string_at(entry, 1) != b"\0":
+                name = ctypes.string_at(entry + 1)
+                voices.setdefault(name.decode(), voice.name.decode())
+                entry += len(name) + 2
             i += 1
         return voices
 
