@@ -244,9 +244,6 @@ class TurnTranscriber:
 
     def observe(self, event: TurnEvent) -> None:
         if isinstance(event, UserPaused):
-            if self._early is not None and not self._early[1].done():
-                # One early job at a time: stale ones queued on the model would delay the turn's own.
-                return
             task = asyncio.create_task(self.transcriber.transcribe_async(event.audio, event.sample_rate, self.language))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # an unused result may fail quietly
             self._early = (event, task)
