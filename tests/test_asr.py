@@ -12,6 +12,7 @@ import pytest
 from core.audio import read_audio_file, resample
 from core.config import ASRConfig
 from core.errors import UserError
+from core.hashing import file_sha256
 from speech import asr, model_store
 from speech.asr import Transcriber, TurnTranscriber, to_simplified
 from speech.vad import TurnDetector, UserPaused, UserStoppedSpeaking
@@ -233,7 +234,7 @@ def test_corrupted_cache_is_rebuilt(tmp_path: Path) -> None:
         f.seek(size // 2)
         f.write(b"\0" * 64)
     assert model_store.offline_whisper_base(tmp_path) == folder
-    assert model_store._sha256(model) == model_store.PINNED_SHA256["model.bin"]
+    assert file_sha256(model) == model_store.PINNED_SHA256["model.bin"]
     (folder / "tokenizer.json").unlink()
     model_store.offline_whisper_base(tmp_path)
     assert (folder / "tokenizer.json").is_file()
