@@ -128,6 +128,10 @@ def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
         if not args.audio.is_file():
             raise UserError(f"audio file not found: {args.audio}")
 
+    if paragraphs is not None:
+        from speech.tts_select import check_tts_config
+
+        check_tts_config(cfg.tts)  # a mistyped voice is reported at once, not after the avatar is prepared
     # The voice model (~2 s to load) and the avatar load side by side: they need different cores.
     with ThreadPoolExecutor(max_workers=1) as pool:
         tts_loading = pool.submit(_create_tts, cfg) if paragraphs is not None else None

@@ -143,14 +143,11 @@ def remaining_text(text: str, spoken: list[str]) -> str:
 
 def _offline(cfg: TTSConfig, engine: str, voice: str | None, chinese_voice: str | None) -> TTSEngine:
     from speech.tts_espeak import MANDARIN_VOICE, EspeakTTS
-    from speech.tts_espeak import installed_voices as espeak_voices
     from speech.tts_piper import PiperTTS
 
     speed, volume = parse_percent(cfg.rate, "rate"), parse_percent(cfg.volume, "volume")
     pitch = max(0, min(99, 50 + parse_hertz(cfg.pitch) // 2))
     chinese_voice = chinese_voice or MANDARIN_VOICE
-    if chinese_voice not in espeak_voices():  # checked now, not at the first Chinese sentence
-        raise unknown_voice_error("espeak", chinese_voice, list(espeak_voices()))
 
     def chinese() -> TTSEngine:
         return EspeakTTS(chinese_voice, speed=speed, volume=volume, pitch=pitch)
@@ -163,21 +160,45 @@ def _offline(cfg: TTSConfig, engine: str, voice: str | None, chinese_voice: str 
     return ChineseRouter(PiperTTS(voice, speed=speed, volume=volume), chinese)
 
 
+def check_tts_config(cfg: TTSConfig) -> None:
+    """Every user-fixable TTS setting, checked in milliseconds before any voice model loads."""
+    from speech.tts_espeak import MANDARIN_VOICE
+    from speech.tts_espeak import installed_voices as espeak_voices
+
+    parse_percent(cfg.rate, "rate"), parse_percent(cfg.volume, "volume"), parse_hertz(cfg.pitch)
+    if cfg.engine == "edge":
+        from speech.tts_edge import CHINESE_VOICE, DEFAULT_VOICE
+
+        for name in (cfg.voice or DEFAULT_VOICE, cfg.chinese_voice or CHINESE_VOICE):
+            if not _EDGE_VOICE.match(name):
+                raise UserError(
+                    f"unknown edge voice {name!r}: edge voices look like en-US-AriaNeural "
+                    "(list them with `digital-human voices --tts edge`)"
+                )
+        return
+    if cfg.voice is not None:
+        if cfg.engine == "piper":
+            from speech.tts_piper import installed_voices as piper_voices
+
+            known = list(piper_voices())
+        else:
+            known = list(espeak_voices())
+        if cfg.voice not in known:
+            raise unknown_voice_error(cfg.engine, cfg.voice, known)
+    chinese_voice = cfg.chinese_voice or MANDARIN_VOICE
+    if chinese_voice not in espeak_voices():
+        raise unknown_voice_error("espeak", chinese_voice, list(espeak_voices()))
+
+
 def create_tts(cfg: TTSConfig) -> TTSEngine:
     """The engine `cfg` asks for, routing Chinese text to a voice that can speak it."""
+    check_tts_config(cfg)
     if cfg.engine in ("piper", "espeak"):
         return _offline(cfg, cfg.engine, cfg.voice, cfg.chinese_voice)
     from speech.tts_edge import CHINESE_VOICE, DEFAULT_VOICE, EdgeTTS
 
-    parse_percent(cfg.rate, "rate"), parse_percent(cfg.volume, "volume"), parse_hertz(cfg.pitch)  # fail early
     voice = cfg.voice or DEFAULT_VOICE
     chinese_voice = cfg.chinese_voice or CHINESE_VOICE
-    for name in (voice, chinese_voice):
-        if not _EDGE_VOICE.match(name):
-            raise UserError(
-                f"unknown edge voice {name!r}: edge voices look like en-US-AriaNeural "
-                "(list them with `digital-human voices --tts edge`)"
-            )
     options: dict[str, Any] = {"rate": cfg.rate, "volume": cfg.volume, "pitch": cfg.pitch, "timeout": cfg.timeout}
     online = EdgeTTS(voice, **options)
     if not voice.lower().startswith("zh-"):
