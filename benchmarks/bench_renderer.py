@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from avatar.lipsync import VISEME_LEAD_SECONDS  # noqa: E402
 from avatar.prepare import prepare_avatar  # noqa: E402
 from avatar.quality import contact_sheet, measure_lip_sync, render_speech  # noqa: E402
 from avatar.realtime import RealtimeRenderer  # noqa: E402
@@ -73,7 +74,7 @@ def make_clip(folder: Path, seconds: float = 6.0, fps: int = 25) -> Path:
     return path
 
 
-def piper_visemes_row(avatar: object) -> tuple[str, int, float, float, float] | None:
+def piper_visemes_row(avatar: object) -> tuple[str, int, float, float, tuple[float, int, int]] | None:
     """Lip-sync driven by piper's phoneme timings: the same metrics, plus how often p/b/m frames are shut."""
     try:
         from speech.tts_piper import PiperTTS
@@ -107,7 +108,22 @@ def piper_visemes_row(avatar: object) -> tuple[str, int, float, float, float] | 
         for f in frames
         if any(start <= (f.index + 0.5) / 25 < end for start, end in bilabial)
     ]
-    return "piper TTS with phoneme visemes", report.lag, report.r_zero, report.closed, float(np.mean(shut))
+    # A closure counts when a frame within the consonant, or within the look-ahead before it, is shut.
+    closures = [
+        any(
+            report.openings[f.index] <= 0.06
+            for f in frames
+            if start - VISEME_LEAD_SECONDS <= (f.index + 0.5) / 25 < end
+        )
+        for start, end in bilabial
+    ]
+    return (
+        "piper TTS with phoneme visemes",
+        report.lag,
+        report.r_zero,
+        report.closed,
+        (float(np.mean(shut)), sum(closures), len(closures)),
+    )
 
 
 def time_prepare(path: Path, folder: Path) -> tuple[float, float]:
@@ -263,11 +279,14 @@ def write_report(
     ]
     lines += [f"| {name} | {lag:+d} | {r:.2f} | {closed:.0%} |" for name, lag, r, closed in sync]
     if visemes is not None:
-        name, lag, r, closed, shut = visemes
+        name, lag, r, closed, (shut, closed_pbm, pbm) = visemes
         lines += [
             f"| {name} | {lag:+d} | {r:.2f} | {closed:.0%} |",
             "",
-            f"With piper's visemes, {shut:.0%} of the frames inside a p/b/m were measured shut (opening ≤ 0.06).",
+            f"With piper's visemes, {closed_pbm} of {pbm} p/b/m closed the lips (a frame measured ≤ 0.06 within"
+            f" the consonant or the {VISEME_LEAD_SECONDS * 1000:.0f} ms look-ahead before it); {shut:.0%} of the"
+            " frames inside piper's stamped p/b/m intervals were shut (the renderer reads visemes ahead, so a"
+            " closure ends before a late stamp does).",
         ]
     lines += ["", "Contact sheet of a sentence: renderer_sheet.png", ""]
     text = "\n".join(lines)
