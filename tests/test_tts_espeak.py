@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import numpy as np
 import pytest
 from test_tts_piper import envelope_lag
-from tts_helpers import collect
+from tts_helpers import cancel_after_first_chunk, collect
 
 from core.audio import resample
 from core.errors import UserError
-from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, Viseme
+from core.events import CANONICAL_SAMPLE_RATE, Viseme
 from speech.tts_espeak import EspeakTTS, installed_voices, synthesize
 
 pytestmark = pytest.mark.slow
@@ -118,25 +117,7 @@ def test_mandarin_speaks_recognisable_chinese(mandarin: EspeakTTS, whisper) -> N
 def test_cancelling_stops_promptly(english: EspeakTTS) -> None:
     text = "A sentence to be interrupted. " * 100
 
-    async def run() -> tuple[float, int]:
-        got: list[SpeechChunk] = []
-        first = asyncio.Event()
-
-        async def consume() -> None:
-            async for c in english.stream(text):
-                got.append(c)
-                first.set()
-                await asyncio.sleep(0.01)
-
-        task = asyncio.create_task(consume())
-        await first.wait()
-        task.cancel()
-        started = time.perf_counter()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return time.perf_counter() - started, len(got)
-
-    elapsed, count = asyncio.run(run())
+    elapsed, count = cancel_after_first_chunk(english, text, pause=0.01)
     assert elapsed < 0.1
     assert count < 5
 

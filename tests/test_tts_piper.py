@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import time
 
 import numpy as np
 import pytest
-from tts_helpers import collect
+from tts_helpers import cancel_after_first_chunk, collect
 
 from core.audio import resample
 from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, Viseme, VisemeEvent
@@ -141,24 +140,7 @@ def test_round_trip_through_whisper(piper: PiperTTS, whisper) -> None:
 def test_cancelling_mid_sentence_stops_promptly(piper: PiperTTS) -> None:
     text = "This is a long sentence that keeps going on and on so that cancelling it in the middle matters a lot. " * 3
 
-    async def run() -> tuple[float, int]:
-        got: list[SpeechChunk] = []
-        first = asyncio.Event()
-
-        async def consume() -> None:
-            async for c in piper.stream(text):
-                got.append(c)
-                first.set()
-
-        task = asyncio.create_task(consume())
-        await first.wait()
-        task.cancel()
-        started = time.perf_counter()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return time.perf_counter() - started, len(got)
-
-    elapsed, count = asyncio.run(run())
+    elapsed, count = cancel_after_first_chunk(piper, text)
     assert elapsed < 0.1
     assert count == 1
     pcm, _, _, _ = collect(piper, "Still working.")  # the engine is usable afterwards
