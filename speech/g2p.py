@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from importlib import resources
 
 from core.events import Viseme, VisemeEvent, WordTiming
+from speech.text import HAN, HAN_RANGES
 from speech.visemes import (
     ARPABET_VOWELS,
     TimedPhoneme,
@@ -28,9 +29,8 @@ VOWEL_WEIGHT = 2.0
 CONSONANT_WEIGHT = 1.0
 VOWELS = frozenset({Viseme.AA, Viseme.E, Viseme.IH, Viseme.OH, Viseme.OU})
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_LATIN = r"[^\W\d_\u3400-\u9fff\uf900-\ufaff]+"
-_TOKEN = re.compile(rf"[\u3400-\u9fff\uf900-\ufaff]+|{_LATIN}(?:['’]{_LATIN})*|\d")
+_LATIN = rf"[^\W\d_{HAN_RANGES}]+"
+_TOKEN = re.compile(rf"[{HAN_RANGES}]+|{_LATIN}(?:['’]{_LATIN})*|\d")
 _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 _LETTER_RULES: tuple[tuple[str, tuple[Viseme, ...]], ...] = (
@@ -162,7 +162,7 @@ def word_visemes(word: str) -> list[tuple[Viseme, float]]:
     """(viseme, weight) pairs for a word in English or Chinese (or a mix, e.g. "AI助手")."""
     out: list[tuple[Viseme, float]] = []
     for token in _TOKEN.findall(word):
-        if _CJK.match(token):
+        if HAN.match(token):
             out += mandarin_visemes(token)
         elif token.isdigit():
             out += english_visemes(_DIGITS[int(token)])

@@ -34,6 +34,12 @@ _MARKUP_CHARS = frozenset("*_#`|~>")
 _KEEP_SYMBOLS = frozenset("°©®%")
 
 
+HAN_RANGES = "\u3400-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
+"""Chinese characters (hanzi, incl. compatibility and extension blocks), for use inside a regex class."""
+HAN = re.compile(f"[{HAN_RANGES}]")
+"""Text that only a Chinese voice can read and pinyin can spell (kana and hangul are not Han)."""
+
+
 def is_cjk(ch: str) -> bool:
     o = ord(ch)
     return (

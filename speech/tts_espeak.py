@@ -21,6 +21,7 @@ import numpy as np
 from core.audio import StreamResampler
 from core.errors import UserError
 from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, VisemeEvent, WordTiming
+from speech.text import HAN
 from speech.tts import TTSEngine
 from speech.tts_piper import text_blocks
 from speech.visemes import PAUSES, ChunkTimer, TimedPhoneme, ipa_visemes, viseme_timeline
@@ -43,7 +44,6 @@ _PARAM_VOLUME = 2
 _PARAM_PITCH = 3
 _DEFAULT_RATE_WPM = 175
 _BUFFER_MS = 100
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _EDGE_PUNCTUATION = re.compile(r"^[\W_]+|[\W_]+$")
 
 
@@ -118,7 +118,7 @@ class Synthesis:
             nxt = self.words[k + 1] if k + 1 < len(self.words) else None
             limit = nxt[2] / self.sample_rate if nxt else float("inf")
             ends = [t.end for t in timed if start <= t.start < limit and t.phoneme not in PAUSES]
-            stop = nxt[0] - 1 if nxt else (len(text) if _CJK.search(text) else position - 1 + length)
+            stop = nxt[0] - 1 if nxt else (len(text) if HAN.search(text) else position - 1 + length)
             name = _EDGE_PUNCTUATION.sub("", text[position - 1 : stop])
             if ends and name:
                 out.append(WordTiming(name, start, max(ends)))

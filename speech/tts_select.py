@@ -18,11 +18,11 @@ from typing import Any
 from core.config import TTSConfig
 from core.errors import UserError
 from core.events import Notice, SpeechChunk
+from speech.text import HAN
 from speech.tts import TTSEngine
 
 log = logging.getLogger(__name__)
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _PERCENT = re.compile(r"^([+-]\d+(?:\.\d+)?)%$")
 _HERTZ = re.compile(r"^([+-]\d+)Hz$")
 _EDGE_VOICE = re.compile(r"^[a-z]{2,3}-[A-Za-z]{2,4}(?:-[A-Za-z]+)?-[A-Za-z]+Neural$")
@@ -33,7 +33,7 @@ LIST_TIMEOUT_SECONDS = 10.0
 
 
 def has_chinese(text: str) -> bool:
-    return bool(_CJK.search(text))
+    return bool(HAN.search(text))
 
 
 def unknown_voice_error(engine: str, name: str, known: list[str]) -> UserError:
