@@ -140,7 +140,7 @@ def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
     for n in notices:
         print(f"note: {n}", file=sys.stderr)
     renderer = create_renderer(cfg, prepared, seed=args.seed)
-    with progress_bar("rendering", total=None) as progress:
+    with progress_bar("rendering") as progress:
         if tts is not None and paragraphs is not None:
             report = asyncio.run(_speak(tts, render_speech(renderer, tts, paragraphs, out, progress)))
         else:

@@ -12,9 +12,8 @@ from agent.render_job import Progress
 
 
 @contextmanager
-def progress_bar(label: str, total: float | None) -> Iterator[Progress]:
+def progress_bar(label: str) -> Iterator[Progress]:
     bar = tqdm(
-        total=total,
         desc=label,
         unit="s",
         unit_scale=False,

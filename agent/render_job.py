@@ -69,13 +69,13 @@ class _FrameSink:
         self.drain()
 
     def finish(self) -> None:
-        """Flush the last partial frame and add a short idle tail so the reply does not end mid-breath.
+        """Add a short idle tail so the reply does not end mid-breath, and flush every queued sample.
 
         No padding to AAC's 1024-sample blocks is needed: the MP4 edit list trims the encoder's
         padding, so audio and video durations agree to the sample.
         """
-        self.drain(final=True)
         self.silence(TAIL_SECONDS)
+        self.drain(final=True)
 
 
 async def _off_loop(fn: Callable[..., None], *args: float) -> None:
