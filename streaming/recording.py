@@ -22,7 +22,7 @@ from core.events import Frame
 
 def check_writable(path: Path) -> None:
     """Fail before any work is done if the output cannot be written."""
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent
     if path.is_dir():
         raise UserError(f"output path {path} is a directory; give a file name such as {path / 'reply.mp4'}")
     if path.suffix.lower() != ".mp4":
