@@ -12,6 +12,7 @@ import asyncio
 import difflib
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -60,6 +61,11 @@ def _to_simplified() -> OpenCC:
 
 def to_simplified(text: str) -> str:
     return _to_simplified().convert(text)
+
+
+def looped(segments: Iterable[Segment]) -> bool:
+    """Whisper's own sign of a decoder stuck repeating itself: text that zlib compresses more than 2.4×."""
+    return any(s.compression_ratio > _LOOPING for s in segments)
 
 
 def _looks_like_path(model: str) -> bool:
@@ -181,14 +187,7 @@ class Transcriber:
         if len(audio) < WHISPER_RATE // 10 or float(np.sqrt(np.mean(audio**2))) < _SILENCE_RMS:
             return Transcript("", None, 0.0, duration)
         with self._lock:
-            segments, info = self._decode(audio, language)
-            if self._model.short_window and any(s.compression_ratio > _LOOPING for s in segments):
-                self.full_window_retries += 1
-                self._model.short_window = False
-                try:
-                    segments, info = self._decode(audio, language)
-                finally:
-                    self._model.short_window = True
+            segments, info = self._decode_guarded(audio, language)
         text = "".join(s.text for s in segments).strip()
         if not text:
             return Transcript("", None, 0.0, duration)
@@ -199,6 +198,18 @@ class Transcriber:
             text = to_simplified(text)
             words = [WordTiming(to_simplified(w.text), w.start, w.end) for w in words]
         return Transcript(text, info.language, float(info.language_probability), duration, tuple(words))
+
+    def _decode_guarded(self, audio: np.ndarray, language: str | None) -> tuple[list[Segment], TranscriptionInfo]:
+        """Decode on the short window; if the decoder looped there, decode again on the full 30 s one."""
+        segments, info = self._decode(audio, language)
+        if not self._model.short_window or not looped(segments):
+            return segments, info
+        self.full_window_retries += 1
+        self._model.short_window = False
+        try:
+            return self._decode(audio, language)
+        finally:
+            self._model.short_window = True
 
     def _decode(self, audio: np.ndarray, language: str | None) -> tuple[list[Segment], TranscriptionInfo]:
         try:
