@@ -8,10 +8,10 @@ import re
 
 import numpy as np
 import pytest
-from tts_helpers import cancel_after_first_chunk, collect
+from tts_helpers import cancel_after_first_chunk, collect, envelope_lag, logged
 
 from core.audio import resample
-from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, Viseme, VisemeEvent
+from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, Viseme
 from speech.tts_piper import PiperTTS, split_phonemes, text_blocks
 from speech.visemes import TimedPhoneme
 
@@ -50,31 +50,6 @@ def test_streams_speech_of_plausible_length_with_visemes_and_words(piper: PiperT
     for a, b in itertools.pairwise(visemes):
         assert b.start == pytest.approx(a.end, abs=1e-6)  # no holes, no overlaps
     assert visemes[-1].end == pytest.approx(seconds, abs=0.03)
-
-
-VOWELS = {Viseme.AA, Viseme.E, Viseme.IH, Viseme.OH, Viseme.OU}
-
-
-def envelope_lag(pcm: np.ndarray, visemes: list[VisemeEvent]) -> tuple[float, float]:
-    """(lag in seconds, correlation) that best matches the loudness envelope to the viseme timeline.
-
-    Vowels are loud and silences / closed lips quiet, so a timeline that sits on its audio correlates
-    best at lag 0; a positive lag means the audio comes later than its visemes.
-    """
-    hop = CANONICAL_SAMPLE_RATE // 100
-    n = len(pcm) // hop
-    frames = pcm[: n * hop].astype(np.float32).reshape(n, hop)
-    loudness = np.log1p(np.sqrt((frames**2).mean(axis=1)))
-    shape = np.zeros(n)
-    for v in visemes:
-        value = 1.0 if v.viseme in VOWELS else -1.0 if v.viseme in (Viseme.SIL, Viseme.PP) else 0.0
-        shape[int(v.start * 100) : int(v.end * 100)] = value
-    loudness = (loudness - loudness.mean()) / loudness.std()
-    shape = (shape - shape.mean()) / shape.std()
-    lags = range(-15, 16)
-    scores = [float(np.mean(loudness[max(0, k) : n + min(0, k)] * shape[max(0, -k) : n - max(0, k)])) for k in lags]
-    best = int(np.argmax(scores))
-    return lags[best] / 100, scores[best]
 
 
 def test_visemes_sit_on_the_audio(piper: PiperTTS) -> None:
@@ -137,12 +112,16 @@ def test_round_trip_through_whisper(piper: PiperTTS, whisper) -> None:
     assert word_error_rate(text, heard) <= 0.10, heard
 
 
-def test_cancelling_mid_sentence_stops_promptly(piper: PiperTTS) -> None:
+def test_cancelling_mid_sentence_stops_the_synthesis(piper: PiperTTS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the consumer cancels, the engine starts no more encoder or decoder work for the rest of the text."""
     text = "This is a long sentence that keeps going on and on so that cancelling it in the middle matters a lot. " * 3
+    work: list[str] = []
+    for name in ("plan", "encode", "decode"):
+        monkeypatch.setattr(piper, name, logged(getattr(piper, name), name, work))
 
-    elapsed, count = cancel_after_first_chunk(piper, text)
-    assert elapsed < 0.1
+    count = cancel_after_first_chunk(piper, text, work)
     assert count == 1
+    assert work[:3] == ["plan", "encode", "decode"] and work[-1] == "cancelled"
     pcm, _, _, _ = collect(piper, "Still working.")  # the engine is usable afterwards
     assert len(pcm) > 0.3 * CANONICAL_SAMPLE_RATE
 

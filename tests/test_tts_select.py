@@ -1,7 +1,7 @@
 """Engine selection from the config, Chinese routing, voice errors and the online → offline fallback.
 
 The fallback tests drive the real edge engine with the contract-test stand-in for the service from
-test_tts_edge (real MP3 speech that breaks off or stalls) and real offline engines behind it.
+edge_fake (real MP3 speech that breaks off or stalls) and real offline engines behind it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 import pytest
-from test_tts_edge import FakeCommunicate, record, script
+from edge_fake import FakeCommunicate, record, script
 
 from core.config import TTSConfig
 from core.errors import UserError

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
-from core.events import Notice, SpeechChunk, VisemeEvent, WordTiming
+from core.events import CANONICAL_SAMPLE_RATE, Notice, SpeechChunk, Viseme, VisemeEvent, WordTiming
 from speech.tts import TTSEngine
+
+T = TypeVar("T")
+VOWELS = frozenset({Viseme.AA, Viseme.E, Viseme.IH, Viseme.OH, Viseme.OU})
 
 
 def collect(engine: TTSEngine, text: str) -> tuple[np.ndarray, list[VisemeEvent], list[WordTiming], list[SpeechChunk]]:
@@ -29,11 +33,27 @@ def collect(engine: TTSEngine, text: str) -> tuple[np.ndarray, list[VisemeEvent]
     return pcm, visemes, words, chunks
 
 
-def cancel_after_first_chunk(engine: TTSEngine, text: str, pause: float = 0.0) -> tuple[float, int]:
-    """Start streaming `text`, cancel as soon as the first chunk arrives (the consumer waiting `pause`
-    after each chunk); return how long cancelling took and how many chunks arrived."""
+def logged(call: Callable[..., T], name: str, work: list[str]) -> Callable[..., T]:
+    """`call`, appending `name` to the `work` log each time it starts."""
 
-    async def run() -> tuple[float, int]:
+    def wrapper(*args: object) -> T:
+        work.append(name)
+        return call(*args)
+
+    return wrapper
+
+
+def cancel_after_first_chunk(engine: TTSEngine, text: str, work: list[str], pause: float = 0.0) -> int:
+    """Start streaming `text` and cancel as soon as the first chunk arrives (the consumer waiting `pause`
+    after each chunk); return how many chunks arrived.
+
+    `work` is the log the test's spies on the engine's synthesis calls append to; "cancelled" is appended
+    once the cancellation has taken effect, and everything the worker threads were still doing has ended
+    by the time this returns (asyncio.run waits for them). Anything logged after "cancelled" is synthesis
+    that went on for a reply nobody will hear: a count, where a time bound would flake on a loaded machine.
+    """
+
+    async def run() -> int:
         got: list[SpeechChunk | Notice] = []
         first = asyncio.Event()
 
@@ -47,11 +67,33 @@ def cancel_after_first_chunk(engine: TTSEngine, text: str, pause: float = 0.0) -
         task = asyncio.create_task(consume())
         await first.wait()
         task.cancel()
-        started = time.perf_counter()
         try:
             await task
         except asyncio.CancelledError:
-            return time.perf_counter() - started, len(got)
+            work.append("cancelled")
+            return len(got)
         raise AssertionError("the stream finished instead of being cancelled")
 
     return asyncio.run(run())
+
+
+def envelope_lag(pcm: np.ndarray, visemes: list[VisemeEvent]) -> tuple[float, float]:
+    """(lag in seconds, correlation) that best matches the loudness envelope to the viseme timeline.
+
+    Vowels are loud and silences / closed lips quiet, so a timeline that sits on its audio correlates
+    best at lag 0; a positive lag means the audio comes later than its visemes.
+    """
+    hop = CANONICAL_SAMPLE_RATE // 100
+    n = len(pcm) // hop
+    frames = pcm[: n * hop].astype(np.float32).reshape(n, hop)
+    loudness = np.log1p(np.sqrt((frames**2).mean(axis=1)))
+    shape = np.zeros(n)
+    for v in visemes:
+        value = 1.0 if v.viseme in VOWELS else -1.0 if v.viseme in (Viseme.SIL, Viseme.PP) else 0.0
+        shape[int(v.start * 100) : int(v.end * 100)] = value
+    loudness = (loudness - loudness.mean()) / loudness.std()
+    shape = (shape - shape.mean()) / shape.std()
+    lags = range(-15, 16)
+    scores = [float(np.mean(loudness[max(0, k) : n + min(0, k)] * shape[max(0, -k) : n - max(0, k)])) for k in lags]
+    best = int(np.argmax(scores))
+    return lags[best] / 100, scores[best]
