@@ -30,6 +30,9 @@ _NUMBER_ABBREVIATIONS = frozenset(
 _INITIALISM = re.compile(r"^(?:[A-Za-z]\.)+[A-Za-z]$")
 _CJK_WEIGHT = 3
 """A Mandarin character takes about as long to say as three Latin letters."""
+_UNPUNCTUATED_CHARS = 200
+"""Longest unit without a clause or sentence mark: some 35 words with neither a comma nor a full stop are
+a list or a run of symbols, not prose, and would otherwise hold up the voice and the memory."""
 _MARKUP_CHARS = frozenset("*_#`|~>")
 _KEEP_SYMBOLS = frozenset("°©®%")
 
@@ -143,7 +146,11 @@ _EMPHASIS_STAR = re.compile(r"(?<![\w*])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\w*])"
 _EMPHASIS_UNDERSCORE = re.compile(r"(?<![\w_])_(?=[^\s_])(.+?)(?<=[^\s_])_(?![\w_])")
 _STRIKE = re.compile(r"~~(.+?)~~")
 _STRAY_MARKUP = re.compile(r"\*\*+|__+|~~+|`+|(?<!\S)\*(?=\S)|(?<=\S)\*(?!\S)")
-_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
+_SPACES = re.compile(r"[ \t\r\f\v\u00a0\u3000]+")
+_CONTROL = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~])|[\x00-\x08\x0e-\x1f\x7f]"
+)
+"""Terminal colour codes (pasted from a console) and other control characters: read aloud as "thirty one m"."""
 _SPACE_BEFORE_PUNCT = re.compile(r"(?<=\S) +([.,!?;:…。！？；：，、])")
 _CJK_CLASS = r"[\u3000-\u303f\u3040-\u30ff\u3400-\u9fff\uff00-\uffef]"
 _CJK_GAP = re.compile(rf"(?<={_CJK_CLASS}) (?={_CJK_CLASS})")
@@ -158,6 +165,7 @@ def _url_to_speech(match: re.Match[str]) -> str:
 
 
 def _clean_inline(line: str) -> str:
+    line = _CONTROL.sub("", line)
     line = _IMAGE.sub("", line)
     line = _LINK.sub(r"\1", line)
     line = _AUTOLINK.sub(_url_to_speech, line)
@@ -217,30 +225,37 @@ def clean_for_speech(text: str) -> str:
 
 
 class SentenceSegmenter:
-    """Cuts a stream of LLM tokens into units for TTS.
+    """Cuts a stream of LLM tokens into units for TTS, only where a speaker pauses anyway.
 
-    Lengths are in Latin-equivalent characters (a CJK character counts as three). The first
-    unit may end at a clause (comma) once it has `first_min_chars` (`early_first_clause`), and is capped at
-    `first_max_chars`, so the voice starts early; later units are whole sentences of at least
-    `min_chars` (short ones are merged so the prosody stays natural) and at most `max_chars`
-    (run-ons are cut at a comma, else a space). Units come out cleaned by `clean_for_speech`.
+    Each unit is a TTS call of its own, so every cut is heard as a pause with the voice's sentence-end
+    intonation: a cut mid-phrase ("…the lungs of the" — pause — "planet.") sounds broken. Units
+    therefore end at sentence ends; short sentences are merged until a unit has `min_chars` (so the
+    prosody stays natural). Lengths are in Latin-equivalent characters (a CJK character counts as three).
+
+    - `early_first_clause` (live replies): the first unit may end at a clause mark (comma, semicolon,
+      colon, dash) once it has `first_min_chars`, so the voice starts before the first sentence is
+      complete. Recorded renders have no latency to win and leave it off.
+    - A sentence longer than `max_chars` is cut at its last clause mark before that length, else at the
+      first one after it. Text with no punctuation at all for `_UNPUNCTUATED_CHARS` (a word list, not
+      prose) is cut at a space, so memory and latency stay bounded.
+
+    Units come out cleaned by `clean_for_speech`.
     """
 
     def __init__(
         self,
         first_min_chars: int = 12,
-        first_max_chars: int = 60,
         min_chars: int = 20,
         max_chars: int = 150,
         early_first_clause: bool = True,
     ) -> None:
-        if not 0 < first_min_chars <= first_max_chars or not 0 < min_chars <= max_chars:
+        if not (0 < first_min_chars <= max_chars and 0 < min_chars <= max_chars):
             raise ValueError("segment lengths must satisfy 0 < min <= max")
         self.first_min_chars = first_min_chars
-        self.first_max_chars = first_max_chars
         self.min_chars = min_chars
         self.max_chars = max_chars
         self.early_first_clause = early_first_clause
+        self._hard_max = max(max_chars, _UNPUNCTUATED_CHARS)
         self._fences = _FenceFilter()
         self._buf = ""
         self._at_line_start = True
@@ -281,33 +296,35 @@ class SentenceSegmenter:
             text = _clean_lines(self._buf[start:cut], self._at_line_start)
             self._buf = self._buf[cut:]
             self._at_line_start = False
-            if text:
+            if any(ch.isalnum() for ch in text):  # a unit of only punctuation would be a silent clip
                 units.append(text)
                 self._first = False
 
     def _next_cut(self, start: int, final: bool) -> int | None:
         """End index of the unit starting at `start`, or None while the look-ahead is missing."""
         buf = self._buf
-        lo = self.first_min_chars if self._first else self.min_chars
-        hi = self.first_max_chars if self._first else self.max_chars
+        early = self._first and self.early_first_clause
+        lo = self.first_min_chars if early else self.min_chars
         weight = 0
-        best_clause: int | None = None
-        best_space: int | None = None
+        last_clause: int | None = None
+        last_space: int | None = None
         for i in range(start, len(buf)):
             weight += _weight(buf[i])
-            if weight > hi:
-                return best_clause or best_space or i
+            if weight > self.max_chars and last_clause is not None:
+                return last_clause
+            if weight > self._hard_max:
+                return last_space or i
             kind, end = self._classify(i, start, final)
             if kind == "wait":
                 return None
-            if kind == "space" and weight >= lo:
-                best_space = i
+            if kind == "space":
+                last_space = i
             elif kind in ("sentence", "clause"):
                 unit_weight = weight + sum(_weight(c) for c in buf[i + 1 : end])
                 if unit_weight >= lo:
-                    if kind == "sentence" or (self._first and self.early_first_clause):
+                    if kind == "sentence" or early or unit_weight > self.max_chars:
                         return end
-                    best_clause = end
+                    last_clause = end
         return len(buf) if final else None
 
     def _classify(self, i: int, start: int, final: bool) -> tuple[str, int]:

@@ -73,6 +73,7 @@ CHUNKING_TEXTS = [
     "a very long time so that the maximum length has to cut it somewhere sensible, like here, or there, finally.",
     "1. First\n2. Second\n3. Third item is longer. It ends.",
     "Mixed 中文 and English. 这是第二句。And a third one!",
+    "\x1b[1;31mWarning:\x1b[0m the disk is full. Free some space, then retry.\x00 Done.",
 ]
 
 
@@ -127,22 +128,57 @@ def test_tiny_sentences_are_merged() -> None:
     ]
 
 
-def test_run_on_is_cut_at_comma_then_space() -> None:
-    words = "word " * 100
-    units = split_for_speech("Start. " + words, first_min_chars=1, min_chars=20, max_chars=60)
-    assert all(len(u) <= 60 for u in units)
-    assert " ".join(units).split() == ("Start. " + words).split()
+TUTOR = (
+    "The Amazon rainforest produces a fifth of the oxygen made on land and is often called the lungs of the "
+    "planet. Its trees store huge amounts of carbon, which keeps the climate stable. Protecting it matters to "
+    "everyone."
+)
+
+
+def test_a_long_first_sentence_is_never_cut_mid_phrase() -> None:
+    """The 60-character cap made a render say "…the lungs of the" — 260 ms of silence — "planet."."""
+    sentences = [
+        "The Amazon rainforest produces a fifth of the oxygen made on land and is often called the lungs of the "
+        "planet.",
+        "Its trees store huge amounts of carbon, which keeps the climate stable.",
+        "Protecting it matters to everyone.",
+    ]
+    assert split_for_speech(TUTOR, early_first_clause=False) == sentences  # a recorded render
+    assert split_for_speech(TUTOR) == sentences  # a live reply: no clause mark to start early at
+
+
+@pytest.mark.parametrize("text", [TUTOR, *CHUNKING_TEXTS])
+@pytest.mark.parametrize("limits", [{}, {"early_first_clause": False}, TIGHT])
+def test_units_end_only_where_a_speaker_pauses(text: str, limits: dict[str, int | bool]) -> None:
+    units = split_for_speech(text, **limits)
+    assert all(u.endswith(tuple(".!?…。！？；，、,;:")) for u in units[:-1]), units
+
+
+def test_a_long_sentence_is_cut_at_its_last_clause_mark() -> None:
     clauses = "this clause is short, " * 10
-    units = split_for_speech(clauses, first_min_chars=12, first_max_chars=30, min_chars=20, max_chars=60)
-    assert all(u.endswith(",") for u in units[:-1])
-    assert all(len(u) <= 60 for u in units)
+    units = split_for_speech(clauses, min_chars=20, max_chars=60, early_first_clause=False)
+    assert len(units) > 3 and all(u.endswith(",") and len(u) <= 60 for u in units[:-1])
+    assert " ".join(units).split() == clauses.split()
 
 
-def test_cjk_run_on_is_cut_at_max() -> None:
+def test_a_long_sentence_without_an_earlier_clause_waits_for_the_next_one() -> None:
+    words = "word " * 30
+    units = split_for_speech(words + "then a comma, and the end.", max_chars=60, early_first_clause=False)
+    assert units == [words + "then a comma,", "and the end."]
+
+
+def test_text_without_punctuation_is_cut_at_a_space_to_bound_the_unit() -> None:
+    words = "word " * 200
+    units = split_for_speech("Start. " + words, min_chars=20, max_chars=60)
+    assert max(len(u) for u in units) <= 200 and len(units) == 6  # 1,006 characters
+    assert " ".join(units).split() == ("Start. " + words).split()
+
+
+def test_cjk_without_punctuation_is_cut_at_the_bound() -> None:
     text = "天" * 200
     units = split_for_speech(text, max_chars=60)
     assert "".join(units) == text
-    assert all(len(u) * 3 <= 60 for u in units)
+    assert len(units) == 4 and all(len(u) * 3 <= 200 for u in units)
 
 
 def test_long_stream_has_bounded_memory() -> None:
@@ -182,6 +218,11 @@ def test_nothing_speakable(text: str) -> None:
     assert clean_for_speech(text) == ""
 
 
+@pytest.mark.parametrize("text", ["  ... !!! ,,, ", "?", "— …", "\x1b[0m.", "「。」"])
+def test_punctuation_alone_is_not_a_unit(text: str) -> None:
+    assert split_for_speech(text) == []
+
+
 @pytest.mark.parametrize(
     ("text", "spoken"),
     [
@@ -207,6 +248,8 @@ def test_nothing_speakable(text: str) -> None:
         ("before\n```js\nlet a = 1;\n```\nafter", "before. after"),
         ("line<br>break and <b>bold</b>", "line break and bold"),
         ("Numbers 3.14, $29.99 and 1,000 stay", "Numbers 3.14, $29.99 and 1,000 stay"),
+        ("\x1b[1;31mred\x1b[0m alert\x1b(B\x1b]0;title\x07", "red alert"),
+        ("nul\x00 and bell\x07 and tab\there\r", "nul and bell and tab here"),
     ],
 )
 def test_clean_for_speech(text: str, spoken: str) -> None:
