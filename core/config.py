@@ -21,21 +21,46 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+VALID_FPS = tuple(f for f in range(20, 41) if CANONICAL_SAMPLE_RATE % f == 0)
+"""Frame rates at which every frame owns a whole number of audio samples (20, 24, 25, 30, 32, 40)."""
+MIN_OUTPUT_SIDE = 64
+MAX_OUTPUT_SIDE = 3840
+MAX_OUTPUT_PIXELS = 3840 * 2160
+"""Output sizes: each side 64-3840 px and at most 4K's pixel count (so 2160x3840 portrait video works too)."""
+
+
+def output_size_problem(width: int, height: int) -> str | None:
+    """Why an output size cannot be used, or None; the one rule behind --size, the config file and DH_ variables."""
+    if not (MIN_OUTPUT_SIDE <= width <= MAX_OUTPUT_SIDE and MIN_OUTPUT_SIDE <= height <= MAX_OUTPUT_SIDE):
+        return f"each side must be {MIN_OUTPUT_SIDE} to {MAX_OUTPUT_SIDE} px"
+    if width * height > MAX_OUTPUT_PIXELS:
+        return "it has more pixels than 3840x2160 (4K)"
+    return None
+
+
 class AvatarConfig(_Section):
     source: Path = Path("assets/avatars/astronaut.png")
-    face_index: int | None = None
-    fps: int = Field(25, ge=20, le=40)
+    face_index: int | None = Field(None, ge=0)
+    fps: int = 25
     output_size: tuple[int, int] | None = None
     cache_dir: Path = Path("~/.cache/digital-human/avatars")
 
     @field_validator("fps")
     @classmethod
     def _whole_samples_per_frame(cls, fps: int) -> int:
-        """Each frame owns a whole number of audio samples, so sync is exact; only some rates allow it."""
-        if CANONICAL_SAMPLE_RATE % fps:
-            good = ", ".join(str(f) for f in range(20, 41) if CANONICAL_SAMPLE_RATE % f == 0)
-            raise ValueError(f"{fps} fps does not divide {CANONICAL_SAMPLE_RATE} Hz audio evenly; use one of {good}")
+        """Each frame owns a whole number of audio samples, so sync is exact; only some rates allow it (and
+        below 20 fps speech looks choppy, above 40 no screen gains anything)."""
+        if fps not in VALID_FPS:
+            good = ", ".join(str(f) for f in VALID_FPS)
+            raise ValueError(f"{fps} fps is not supported; use one of {good}")
         return fps
+
+    @field_validator("output_size")
+    @classmethod
+    def _output_size_in_range(cls, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        if size is not None and (problem := output_size_problem(*size)):
+            raise ValueError(f"{size[0]}x{size[1]} cannot be used: {problem}")
+        return size
 
 
 class RendererConfig(_Section):
@@ -71,12 +96,28 @@ class VADConfig(_Section):
 
 
 class LLMConfig(_Section):
+    provider: Literal["auto", "local", "openai"] = "auto"
     base_url: str | None = None
     api_key: SecretStr | None = None
     model: str = "gpt-4o-mini"
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(400, gt=0)
     system_prompt: str = "You are a friendly virtual presenter."
+    connect_timeout: float = Field(5.0, gt=0)
+    first_token_timeout: float = Field(10.0, gt=0)
+    token_timeout: float = Field(5.0, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+    local_model: Literal["qwen2.5-0.5b", "qwen2.5-1.5b"] = "qwen2.5-0.5b"
+    local_threads: int = Field(1, ge=1, le=64)
+    local_context: int = Field(4096, ge=512, le=32768)
+    cache_dir: Path = Path("~/.cache/digital-human/models")
+
+    @property
+    def uses_local_model(self) -> bool:
+        """`auto` means offline unless the user pointed us at an endpoint or gave a key (e.g. OPENAI_API_KEY)."""
+        if self.provider == "auto":
+            return self.base_url is None and self.api_key is None
+        return self.provider == "local"
 
 
 class ServerConfig(_Section):
