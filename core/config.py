@@ -124,6 +124,17 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_sessions: int = Field(4, ge=1)
+    token: SecretStr | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    allowed_origins: list[str] = []
+    lead_ms: int = Field(160, ge=40, le=1000)
+
+
+class AgentConfig(_Section):
+    persona: str = "presenter"
+    barge_in: Literal["off", "stop", "voice"] = "voice"
+    barge_in_ms: int = Field(500, ge=100, le=5000)
 
 
 class Config(_Section):
@@ -134,6 +145,7 @@ class Config(_Section):
     vad: VADConfig = VADConfig()
     llm: LLMConfig = LLMConfig()
     server: ServerConfig = ServerConfig()
+    agent: AgentConfig = AgentConfig()
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -212,4 +224,5 @@ def dump_config(cfg: Config) -> str:
     data = cfg.model_dump(mode="json")
     key = cfg.llm.api_key.get_secret_value() if cfg.llm.api_key else None
     data["llm"]["api_key"] = (key[:3] + "…" + "*" * 6) if key else None
+    data["server"]["token"] = "******" if cfg.server.token else None
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

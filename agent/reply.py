@@ -1,0 +1,207 @@
+"""One reply ("turn"): steps → sentences → speech → the session's media stream, as one cancellable object.
+
+The LLM writes into a small bounded queue of sentences while the voice speaks the previous one, so
+the avatar starts talking after the first sentence, not the whole answer. Every sample is fed to the
+media stream tagged with the turn, and every word is remembered with the pts it plays at: when the
+user interrupts, what they actually heard is the words whose end the client had played.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.llm import LLMClient, LLMError
+from agent.modes.base import Generate, Say, Step
+from core.events import Notice
+from speech.text import SentenceSegmenter, split_for_speech
+from speech.tts import TTSEngine
+from streaming.media import MediaStream
+
+log = logging.getLogger(__name__)
+
+SENTENCE_QUEUE = 4
+"""Sentences the LLM may write ahead of the voice."""
+MAX_AHEAD_SECONDS = 8.0
+"""Speech queued in the media stream beyond this waits: bounded memory, quick cancels."""
+APOLOGY = {
+    "en": "Sorry, I lost my train of thought. Could you ask me again?",
+    "zh": "抱歉，我刚才走神了，请再问一次。",
+}
+
+Broadcast = Callable[..., None]
+"""`broadcast(kind, **fields)`: an event to every client watching the session."""
+
+
+@dataclass(slots=True)
+class _Word:
+    text: str
+    end_pts: int
+
+
+@dataclass
+class ReplyMetrics:
+    """Milliseconds from the reply's origin (message arrival or the end of the user's speech)."""
+
+    origin: float
+    values: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str, at: float | None = None) -> None:
+        if name not in self.values:
+            self.values[name] = round(((time.perf_counter() if at is None else at) - self.origin) * 1000, 1)
+
+    def set(self, name: str, ms: float) -> None:
+        self.values[name] = round(ms, 1)
+
+
+class Reply:
+    def __init__(
+        self,
+        turn: int,
+        steps: list[Step],
+        source: str,
+        *,
+        media: MediaStream,
+        tts: TTSEngine,
+        llm: LLMClient | None,
+        broadcast: Broadcast,
+        metrics: ReplyMetrics,
+        language: str | None = None,
+    ) -> None:
+        self.turn = turn
+        self.steps = steps
+        self.source = source
+        self.media = media
+        self.tts = tts
+        self.llm = llm
+        self.broadcast = broadcast
+        self.metrics = metrics
+        self.language = language
+        self.started = False
+        """Its first audio has been fed (turn_start was sent)."""
+        self.interrupted = False
+        self._words: list[_Word] = []
+        self._sentences: list[tuple[str, int, int]] = []
+        """(text, start pts, end pts) of every sentence fed so far."""
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self._run(), name=f"reply {self.turn}")
+        return self.task
+
+    async def cancel(self) -> None:
+        """Stop now: LLM stream closed, TTS stopped, queued media dropped everywhere (the caller says turn_end)."""
+        self.interrupted = True
+        self.media.cancel(self.turn)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    def spoken_text(self) -> str:
+        return " ".join(text for text, _, _ in self._sentences)
+
+    def heard_text(self, played_pts: int) -> str:
+        """The words whose audio had been played by `played_pts`."""
+        heard: list[str] = []
+        for text, start, end in self._sentences:
+            if end <= played_pts:
+                heard.append(text)
+                continue
+            words = [w.text for w in self._words if start <= w.end_pts <= played_pts and w.end_pts <= end]
+            if words:
+                heard.append(" ".join(words))
+            elif played_pts > start and end > start:
+                # No word timings from this voice: cut the sentence in proportion to the time played.
+                cut = int(len(text) * (played_pts - start) / (end - start))
+                heard.append(text[:cut].rsplit(" ", 1)[0] if " " in text[:cut] else text[:cut])
+            break
+        return " ".join(h for h in heard if h)
+
+    async def _run(self) -> None:
+        for step in self.steps:
+            if isinstance(step, Say):
+                for sentence in split_for_speech(step.text):
+                    await self._speak(sentence)
+            else:
+                await self._generate(step)
+        await self.media.wait_drained(self.turn)
+        self.media.end_turn(self.turn)
+
+    async def _generate(self, step: Generate) -> None:
+        if self.llm is None:
+            await self._speak(_apology(self.language))
+            return
+        queue: asyncio.Queue[str | None] = asyncio.Queue(SENTENCE_QUEUE)
+        writer = asyncio.create_task(self._write(step, queue))
+        try:
+            while (sentence := await queue.get()) is not None:
+                await self._speak(sentence)
+            await writer  # re-raises an LLM failure
+        except LLMError as exc:
+            log.warning("turn %d: %s", self.turn, exc)
+            self.broadcast("error", code="llm", message=str(exc))
+            await self._speak(_apology(self.language))
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LLMError):
+                await writer
+
+    async def _write(self, step: Generate, queue: asyncio.Queue[str | None]) -> None:
+        """The LLM's text, cut into sentences as soon as each is certain."""
+        assert self.llm is not None
+        segmenter = SentenceSegmenter()
+        try:
+            async with self.llm.stream(step.messages) as pieces:
+                async for piece in pieces:
+                    self.metrics.mark("llm_first_token_ms")
+                    for sentence in segmenter.feed(piece):
+                        self.metrics.mark("llm_first_sentence_ms")
+                        await queue.put(sentence)
+            for sentence in segmenter.flush():
+                self.metrics.mark("llm_first_sentence_ms")
+                await queue.put(sentence)
+        finally:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
+    async def _speak(self, sentence: str) -> None:
+        asked = time.perf_counter()
+        first_chunk = True
+        start_pts = end_pts = None
+        async for item in self.tts.stream(sentence):
+            if isinstance(item, Notice):
+                self.broadcast("notice", message=item.message)
+                continue
+            while self.media.queued_samples(self.turn) > MAX_AHEAD_SECONDS * self.media.sample_rate:
+                await asyncio.sleep(0.1)
+            pts = self.media.feed(self.turn, item.pcm, item.visemes)
+            if not self.started:
+                self.started = True
+                self.metrics.mark("tts_first_audio_ms")
+                self.metrics.set("tts_latency_ms", (time.perf_counter() - asked) * 1000)
+                self.metrics.mark("first_audio_fed_ms")
+                self.broadcast("turn_start", turn=self.turn, pts=pts, source=self.source)
+                self.broadcast("state", state="speaking")
+            if first_chunk:
+                first_chunk = False
+                start_pts = pts
+                self.broadcast("reply", turn=self.turn, text=sentence, pts=pts)
+            rate = item.sample_rate
+            self._words += [_Word(w.text, pts + int(w.end * rate)) for w in item.words]
+            end_pts = pts + len(item.pcm)
+        if start_pts is not None and end_pts is not None:
+            self._sentences.append((sentence, start_pts, end_pts))
+
+
+def _apology(language: str | None) -> str:
+    return APOLOGY["zh" if language == "zh" else "en"]
+
+
+def metrics_event(reply: Reply) -> dict[str, Any]:
+    return {"turn": reply.turn, "source": reply.source, "interrupted": reply.interrupted, **reply.metrics.values}
