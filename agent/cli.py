@@ -6,13 +6,17 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
-from collections.abc import Coroutine, Sequence
+import threading
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from core.config import Config, dump_config, load_config, resolve_path
+from agent.cli_live import add_live_commands, cmd_host, cmd_serve
+from core.config import VALID_FPS, Config, dump_config, load_config, output_size_problem, resolve_path
 from core.errors import UserError
 
 if TYPE_CHECKING:
@@ -22,22 +26,63 @@ if TYPE_CHECKING:
 log = logging.getLogger("digital_human")
 
 
+MAX_SEED = 2**32 - 1
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's promise: a usage mistake is one `error:` line (exit 2), not a usage block.
+
+    Sub-command parsers are built from this class too (argparse uses the parent's class).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
+        w, h = (int(v) for v in text.lower().replace("×", "x").split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 1280x720, not {text!r}") from None
-    if not (64 <= w <= 3840 and 64 <= h <= 2160):
-        raise argparse.ArgumentTypeError(f"size {text} is out of range (64x64 to 3840x2160)")
+    if problem := output_size_problem(w, h):
+        raise argparse.ArgumentTypeError(f"size {w}x{h} cannot be used: {problem}")
     return w, h
 
 
+def _natural(limit: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if not 0 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (0 to {limit})")
+        return value
+
+    return parse
+
+
+def _config_file(text: str) -> Path:
+    """A YAML file must be text: a binary file is refused here rather than half-decoded by the YAML reader."""
+    path = Path(text)
+    if path.is_file():
+        try:
+            path.read_bytes().decode("utf-8")
+        except OSError as error:
+            raise argparse.ArgumentTypeError(f"cannot read {path}: {error.strerror or error}") from None
+        except UnicodeDecodeError:
+            raise argparse.ArgumentTypeError(f"{path} is not a YAML file (it is not UTF-8 text)") from None
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="digital-human",
         description="A talking avatar that listens, thinks and answers out loud - on an ordinary CPU.",
     )
-    p.add_argument("--config", type=Path, help="YAML file overriding configs/default.yaml")
+    p.add_argument("--config", type=_config_file, help="YAML file overriding configs/default.yaml")
     p.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks of internal errors)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -51,19 +96,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", choices=["realtime", "musetalk", "latentsync"], help="renderer engine")
     r.add_argument("--tts", dest="tts_engine", choices=["piper", "espeak", "edge"], help="TTS engine")
     r.add_argument("--voice", help="TTS voice (see `digital-human voices`)")
-    r.add_argument("--fps", type=int, help="frames per second (20-40)")
-    r.add_argument("--size", type=_size, help="output size WIDTHxHEIGHT (default: the source's)")
-    r.add_argument("--face-index", type=int, help="which face to animate when the source shows several (0 = largest)")
-    r.add_argument("--seed", type=int, help="seed for blinks and head motion (reproducible renders)")
+    fps_list = ", ".join(str(f) for f in VALID_FPS)
+    r.add_argument("--fps", type=int, choices=VALID_FPS, metavar="FPS", help=f"frames per second: {fps_list}")
+    r.add_argument(
+        "--size",
+        type=_size,
+        help="output size WIDTHxHEIGHT, each side 64-3840 px, at most 4K (default: the source's, up to 1080 px high)",
+    )
+    r.add_argument(
+        "--face-index",
+        type=_natural(99),
+        help="which face to animate when the source shows several (0 = largest)",
+    )
+    r.add_argument(
+        "--seed", type=_natural(MAX_SEED), help="seed for blinks and head motion (reproducible renders; 0 or more)"
+    )
 
     pr = sub.add_parser("prepare", help="precompute and cache an avatar's identity features and report what was found")
     pr.add_argument("--avatar", type=Path, help="portrait photo or short video (default: the configured avatar)")
-    pr.add_argument("--face-index", type=int, help="which face to animate when the source shows several")
+    pr.add_argument(
+        "--face-index", type=_natural(99), help="which face to animate when the source shows several (0 = largest)"
+    )
 
     v = sub.add_parser("voices", help="list the voices of a TTS engine")
     v.add_argument("--tts", dest="tts_engine", choices=["piper", "espeak", "edge"], help="TTS engine")
 
     sub.add_parser("config", help="print the effective configuration (secrets masked)")
+    add_live_commands(sub)
     return p
 
 
@@ -94,6 +153,13 @@ def _check_avatar(cfg: Config) -> Path:
     return path
 
 
+def _check_output_is_new(out: Path, inputs: dict[str, Path | None]) -> None:
+    """The recording replaces `out` when it is done: if `out` is one of the inputs, that input would be lost."""
+    for what, path in inputs.items():
+        if path is not None and out.exists() and path.exists() and os.path.samefile(out, path):
+            raise UserError(f"output file {out} is the {what}: writing it would destroy it; choose another name")
+
+
 def _create_tts(cfg: Config) -> TTSEngine:
     from speech.tts_select import create_tts
 
@@ -109,7 +175,7 @@ async def _speak(tts: TTSEngine, job: Coroutine[Any, Any, RenderReport]) -> Rend
 
 
 def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
-    from agent.progress import progress_bar
+    from agent.progress import fraction_bar, progress_bar
     from agent.render_job import render_audio, render_speech
     from agent.renderers import check_engine, create_renderer, prepare
     from agent.script import paragraphs_from_script, paragraphs_from_text
@@ -119,6 +185,7 @@ def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
     check_writable(out)
     check_engine(cfg)
     avatar = _check_avatar(cfg)
+    _check_output_is_new(out, {"avatar source": avatar, "script": args.script, "audio file": args.audio})
     if args.text is not None:
         paragraphs = paragraphs_from_text(args.text)
     elif args.script is not None:
@@ -135,7 +202,8 @@ def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
     # The voice model (~2 s to load) and the avatar load side by side: they need different cores.
     with ThreadPoolExecutor(max_workers=1) as pool:
         tts_loading = pool.submit(_create_tts, cfg) if paragraphs is not None else None
-        prepared, notices = prepare(cfg, avatar)
+        with fraction_bar("preparing the avatar") as step:
+            prepared, notices = prepare(cfg, avatar, step)
         tts = tts_loading.result() if tts_loading is not None else None
     for n in notices:
         print(f"note: {n}", file=sys.stderr)
@@ -154,10 +222,12 @@ def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(cfg: Config, args: argparse.Namespace) -> None:
+    from agent.progress import fraction_bar
     from agent.renderers import prepare
 
-    _check_avatar(cfg)
-    prepared, notices = prepare(cfg)
+    avatar = _check_avatar(cfg)
+    with fraction_bar("preparing the avatar") as step:
+        prepared, notices = prepare(cfg, avatar, step)
     for n in notices:
         print(f"note: {n}", file=sys.stderr)
     print(prepared.summary())  # type: ignore[attr-defined]
@@ -170,7 +240,7 @@ def cmd_voices(cfg: Config, args: argparse.Namespace) -> None:
         print(voice)
 
 
-COMMANDS = {"render": cmd_render, "prepare": cmd_prepare, "voices": cmd_voices}
+COMMANDS = {"render": cmd_render, "prepare": cmd_prepare, "voices": cmd_voices, "serve": cmd_serve, "host": cmd_host}
 
 
 def _hide_native_stderr() -> None:
@@ -187,26 +257,58 @@ def _hide_native_stderr() -> None:
     sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
 
 
+_terminated = threading.Event()
+
+
+def _terminate_like_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (kill, systemd, docker stop) takes exactly Ctrl-C's way out, so it cleans up the same.
+
+    It is passed to whatever handles SIGINT at that moment: while a reply is spoken that is asyncio's
+    runner, which cancels the render task (so the encoder thread is waited for and the partial file
+    removed); otherwise Python's default handler, which raises KeyboardInterrupt.
+    """
+    _terminated.set()
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:  # SIGINT ignored (a background job): SIGTERM must still stop the command
+        raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace) -> None:
+    cfg = load_config(args.config, _overrides(args))
+    if args.command == "config":
+        print(dump_config(cfg), end="")
+    else:
+        COMMANDS[args.command](cfg, args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
     if argv is None and not args.verbose:
         _hide_native_stderr()
     # Everything a user must know arrives as a "note:" or "error:" line; log records are for -v.
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s"
     )
+    _terminated.clear()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_like_ctrl_c) if in_main_thread else None
     try:
-        cfg = load_config(args.config, _overrides(args))
-        if args.command == "config":
-            print(dump_config(cfg), end="")
-        else:
-            COMMANDS[args.command](cfg, args)
+        _run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
+        if _terminated.is_set():
+            print("terminated", file=sys.stderr)
+            return EXIT_TERMINATED
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `digital-human voices | head`: the reader left; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -216,6 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"internal error: {exc.__class__.__name__}: {exc} (run with -v for details)", file=sys.stderr)
         return 1
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -78,7 +78,7 @@ class SharedModels:
         if notices is not None:
             notices.extend(avatar_notices)
         models = cls(cfg, tts, client, local)
-        models._avatars[resolve_path(cfg.avatar.source)] = prepared
+        models._avatars[resolve_path(cfg.avatar.source).resolve()] = prepared
         models._voices[(None, None)] = tts
         models._transcriber = asyncio.create_task(asyncio.to_thread(Transcriber, cfg.asr))
         return models
@@ -88,7 +88,7 @@ class SharedModels:
         return await self._transcriber
 
     def renderer(self, persona: Persona | None, seed: int | None = None) -> Renderer:
-        source = resolve_path(persona.avatar) if persona and persona.avatar else resolve_path(self.cfg.avatar.source)
+        source = resolve_path(persona.avatar if persona and persona.avatar else self.cfg.avatar.source).resolve()
         prepared = self._avatars.get(source)
         if prepared is None:
             prepared, _ = prepare(self.cfg, source)
