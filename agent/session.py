@@ -330,7 +330,7 @@ class ConversationSession:
     def _check_barge_in(self, detector: TurnDetector) -> None:
         if self._barge_start is None or self.reply is None:
             return
-        if detector.speaking and detector.time - self._barge_start >= self.options.barge_in_seconds:
+        if detector.speaking and detector.speech_end - self._barge_start >= self.options.barge_in_seconds:
             self._barge_start = None
             self._spawn(self.interrupt("voice"))
 

@@ -165,6 +165,12 @@ class TurnDetector:
         return self._state == "speaking"
 
     @property
+    def speech_end(self) -> float:
+        """Stream time (s) at the end of the latest speech frame: how long the user has really been talking
+        for barge-in, without the trailing silence the detector waits through before ending a turn."""
+        return (self._last_speech + 1) * FRAME_SECONDS
+
+    @property
     def time(self) -> float:
         """Stream time (s) processed so far."""
         return self._frames_seen * FRAME_SECONDS
