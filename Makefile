@@ -11,7 +11,7 @@ LOCK_DEV := locks/dev.txt
 LOCK_MEDIAPIPE := locks/mediapipe.txt
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q
 
-.PHONY: run sample test install dev lint lock bench neural clean
+.PHONY: run sample test install dev lint lock bench neural llm-large clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ lock: | $(UV)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# The larger offline LLM (1.1 GB); select it with DH_LLM__LOCAL_MODEL=qwen2.5-1.5b.
+llm-large: $(STAMP)
+	$(UV) pip install -q --python $(BIN)/python -e '.[llm-large]'
 
 # GPU renderers (MuseTalk, LatentSync): torch pinned first, so pip never picks a CUDA build by accident.
 neural: $(STAMP)
