@@ -37,10 +37,13 @@ install: $(STAMP)
 
 dev: $(DEV_STAMP)
 
-# `make sample` records a reply on the bundled avatar (offline, no key, no GPU).
-SAMPLE_TEXT := Hello, I am your virtual presenter. I run on an ordinary computer, with no graphics card and no internet connection.
-run: sample
+# `make run` starts the live server on the bundled avatar with the offline stack (no key, no GPU) and
+# prints the URL to open; with OPENAI_API_KEY set, replies come from that endpoint instead.
+run: $(STAMP)
+	$(BIN)/digital-human serve
 
+# `make sample` records a reply on the bundled avatar into out/sample.mp4.
+SAMPLE_TEXT := Hello, I am your virtual presenter. I run on an ordinary computer, with no graphics card and no internet connection.
 sample: $(STAMP)
 	@mkdir -p out
 	$(BIN)/digital-human render --text "$(SAMPLE_TEXT)" -o out/sample.mp4
