@@ -5,6 +5,7 @@ import pytest
 from agent.modes.base import Generate, Say
 from agent.modes.host import HostMode
 from agent.modes.presenter import PresenterMode
+from agent.modes.prompt import persona_prefix
 from agent.modes.tutor import TutorMode
 from agent.personas import PERSONAS_DIR, create_mode, list_personas, load_persona
 from core.errors import UserError
@@ -108,3 +109,19 @@ def test_problems_inside_referenced_files_surface_when_the_mode_is_created(tmp_p
     path.write_text("mode: tutor\nsystem_prompt: x\nlesson: lesson.yaml\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"lesson file .*: steps"):
         create_mode(load_persona(path), llm_available=True)
+
+
+def test_every_generated_prompt_starts_with_the_cacheable_persona_prefix():
+    """A local server reuses a warmed prompt prefix only if every turn's prompt starts with it exactly."""
+    for name in ("presenter", "tutor", "host"):
+        persona = load_persona(name)
+        mode = create_mode(persona, llm_available=True)
+        if isinstance(mode, HostMode):
+            mode.ask("How big is Jupiter?", "Ada")
+            steps = mode.on_idle(5.0)
+        else:
+            steps = mode.on_user("What is it?", "en") + mode.on_user("ok", "en") + mode.on_user("不知道", "zh")
+        found = [s for s in steps if isinstance(s, Generate)]
+        assert found, name
+        prefix = persona_prefix(persona.system_prompt)
+        assert all(g.messages[0]["content"].startswith(prefix) for g in found)

@@ -1,9 +1,8 @@
 """Building the chat messages every mode sends, and picking the reply's language.
 
-All modes share one prompt layout so the local server's prompt cache keeps working across turns
-(the persona comes first and never changes within a session) and so the rules that matter to a
-talking avatar — spoken style, the user's language — are stated once, last, where small models
-follow them best.
+All modes share one prompt layout: the persona and the spoken-style rule come first and never
+change within a session, so a local server's prompt cache skips them on every turn; the user's
+language is stated last, where small models follow it best.
 """
 
 from __future__ import annotations
@@ -60,16 +59,16 @@ def language_instruction(language: str) -> str:
     return f"The user is speaking {name}: reply in {name}."
 
 
+def persona_prefix(persona: str) -> str:
+    """The part of every system prompt that never changes within a session: warm it once at start-up
+    and a local server's prompt cache skips it on every turn."""
+    return persona.strip() + "\n\n" + SPOKEN_STYLE
+
+
 def system_prompt(persona: str, instructions: str, language: str, context: str = "", summary: str = "") -> str:
-    parts = [
-        persona.strip(),
-        instructions.strip(),
-        SPOKEN_STYLE,
-        context.strip(),
-        summary,
-        language_instruction(language),
-    ]
-    return "\n\n".join(p for p in parts if p)
+    """The constant prefix first, then what changes per turn, and the language rule last."""
+    parts = [persona_prefix(persona), instructions, context, summary, language_instruction(language)]
+    return "\n\n".join(p.strip() for p in parts if p.strip())
 
 
 def chat_messages(system: str, memory: Memory, user: str) -> list[dict[str, str]]:
