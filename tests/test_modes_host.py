@@ -36,7 +36,9 @@ def host(llm: bool = True, script: str = SCRIPT, **settings) -> HostMode:
 
 
 def play(mode: HostMode, steps, interrupted_at: str | None = None) -> str:
-    """What a session does with a reply: speak the Says, stream each Generate (here: a fixed answer), report."""
+    """The session's side of the contract: every Say is heard as written, every Generate as one fixed
+    sentence standing in for the LLM's words (these are contract tests of the policy, with no LLM), and
+    `on_reply_done` reports what was heard, cut at `interrupted_at`."""
     heard = " ".join(s.text if isinstance(s, Say) else "Maria are plains of old lava." for s in steps)
     if interrupted_at is not None:
         heard = heard[: heard.index(interrupted_at)]
