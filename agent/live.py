@@ -20,6 +20,7 @@ import numpy as np
 
 from agent.llm import LLMClient
 from agent.llm_local import LocalLLMServer, assemble_model
+from agent.modes.prompt import persona_prefix
 from agent.personas import Persona, create_mode, load_persona
 from agent.renderers import create_renderer, prepare
 from agent.session import ConversationSession, SessionOptions
@@ -45,6 +46,8 @@ from streaming.server import Connection
 from streaming.video_codec import create_encoder
 
 log = logging.getLogger(__name__)
+
+LOCAL_FIRST_TOKEN_S = 30.0
 
 
 @dataclass
@@ -130,7 +133,10 @@ async def _start_llm(cfg: Config) -> tuple[LocalLLMServer | None, LLMClient]:
     )
     await server.start()
     label = f"the offline model {cfg.llm.local_model}"
-    return server, LLMClient.from_config(cfg.llm, base_url=server.base_url, model=cfg.llm.local_model, label=label)
+    # A CPU model reads a turn's new prompt tokens (retrieved knowledge, memory) at ~100-150 tokens/s on a
+    # busy 2-core machine: its first token may legitimately take longer than a cloud endpoint's.
+    llm = cfg.llm.model_copy(update={"first_token_timeout": max(cfg.llm.first_token_timeout, LOCAL_FIRST_TOKEN_S)})
+    return server, LLMClient.from_config(llm, base_url=server.base_url, model=cfg.llm.local_model, label=label)
 
 
 class LiveAgent:
@@ -142,9 +148,19 @@ class LiveAgent:
         self.clock = clock or MonotonicClock()
         self.seed = seed
         self.show: ConversationSession | None = None
+        self._warmed: set[str] = set()
         self._show_task: asyncio.Task[None] | None = None
 
+    def warm(self, persona: Persona) -> None:
+        """Have the LLM read the persona's fixed prompt prefix now (once), so turns pay only for their own tokens."""
+        if self.models.llm is None or persona.name in self._warmed:
+            return
+        self._warmed.add(persona.name)
+        task = asyncio.create_task(self.models.llm.warm(persona_prefix(persona.system_prompt)))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed warm-up only costs latency
+
     def new_session(self, persona: Persona, name: str) -> ConversationSession:
+        self.warm(persona)
         options = SessionOptions(
             barge_in=self.cfg.agent.barge_in,
             barge_in_seconds=self.cfg.agent.barge_in_ms / 1000,

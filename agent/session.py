@@ -211,6 +211,9 @@ class ConversationSession:
     # Replies.
 
     async def _respond(self, text: str, language: str | None, metrics: ReplyMetrics, source: str) -> None:
+        if not self.mode.user_interrupts and self.reply is not None:
+            self.mode.on_user(text, language)  # queued (a viewer's question): the show goes on
+            return
         await self._cancel_reply("new message")
         steps = self.mode.on_user(text, language)
         self._sync_progress()

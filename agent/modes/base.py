@@ -53,6 +53,8 @@ class Mode(ABC):
     """A conversational policy over one session; owns its memory."""
 
     name: str
+    user_interrupts: bool = True
+    """A user turn cuts the current reply short (a conversation); False queues it instead (a show's viewers)."""
 
     @abstractmethod
     def greeting(self) -> list[Step]:

@@ -96,6 +96,7 @@ class HostMode(Mode):
     """`ask()` may be called from any thread; everything else from the session's task only."""
 
     name = "host"
+    user_interrupts = False
 
     def __init__(
         self,
