@@ -52,7 +52,7 @@ class VideoEncoder(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release native encoder state now rather than at garbage collection; encode() fails afterwards."""
+        """Release native encoder state now rather than at garbage collection; the encoder is done."""
 
 
 class JpegEncoder(VideoEncoder):
@@ -133,30 +133,32 @@ def x264_options(
     height: int,
     fps: int,
     bitrate: int,
+    *,
     keyframe_seconds: float = KEYFRAME_SECONDS,
     preset: str = "ultrafast",
+    annexb: bool = True,
 ) -> dict[str, str]:
-    """libx264 settings for a live talking head (shared with the RTMP sink).
+    """libx264 settings for a live talking head, shared with the RTMP push.
 
-    ultrafast: 1.2 ms per 512² frame and only ~25% more bytes than veryfast (see benchmarks/results/codec.md).
+    ultrafast: 1.2 ms per 512² frame for ~25% more bytes than veryfast (benchmarks/results/codec.md).
     CRF with a VBV cap of one second: quality where the picture is easy, bounded bursts where it is not.
+    `annexb=False` leaves the bitstream format to the container (FLV wants SPS/PPS once, in its header).
     """
     kbps = max(bitrate // 1000, 1)
-    level = h264_level(width, height, fps, kbps)
-    params = {
+    params: dict[str, str | int] = {
         "keyint": max(round(keyframe_seconds * fps), 1),
         "scenecut": 0,  # keyframes only on schedule and on request: predictable bandwidth
         "bframes": 0,
         "rc-lookahead": 0,
         "sync-lookahead": 0,
-        "threads": 1,  # parallelism comes from sessions; threads would add frames of delay or contention
-        "repeat-headers": 1,
-        "annexb": 1,
-        "level": f"{level / 10:.1f}",
+        "threads": 1,  # parallelism comes from sessions; more threads would add delay or contention
+        "level": f"{h264_level(width, height, fps, kbps) / 10:.1f}",
         "vbv-maxrate": kbps,
         "vbv-bufsize": kbps,
         "colormatrix": "smpte170m",  # BT.601, what cv2's I420 conversion uses; tells the browser how to undo it
     }
+    if annexb:
+        params |= {"repeat-headers": 1, "annexb": 1}
     return {
         "preset": preset,
         "tune": "zerolatency",
@@ -167,6 +169,19 @@ def x264_options(
     }
 
 
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """4:2:0 video needs even sides: odd ones grow by one pixel."""
+    return width + width % 2, height + height % 2
+
+
+def yuv420_frame(image_bgr: np.ndarray, width: int, height: int) -> av.VideoFrame:
+    """BGR to an I420 frame of the (even) encoded size; OpenCV's conversion is ~7× faster than swscale's here."""
+    pad_x, pad_y = width - image_bgr.shape[1], height - image_bgr.shape[0]
+    if pad_x or pad_y:
+        image_bgr = cv2.copyMakeBorder(image_bgr, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+
+
 class H264Encoder(VideoEncoder):
     codec = "h264"
 
@@ -174,8 +189,8 @@ class H264Encoder(VideoEncoder):
         self, width: int, height: int, fps: int, bitrate: int, keyframe_seconds: float, preset: str = "ultrafast"
     ) -> None:
         self._source = (width, height)
-        self.width, self.height = width + width % 2, height + height % 2  # 4:2:0 needs even sizes
-        options = x264_options(self.width, self.height, fps, bitrate, keyframe_seconds, preset)
+        self.width, self.height = even_size(width, height)
+        options = x264_options(self.width, self.height, fps, bitrate, keyframe_seconds=keyframe_seconds, preset=preset)
         self.codec_string = h264_codec_string(h264_level(self.width, self.height, fps, max(bitrate // 1000, 1)))
         ctx = av.CodecContext.create("libx264", "w")
         ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, "yuv420p"
@@ -191,10 +206,7 @@ class H264Encoder(VideoEncoder):
         if self._ctx is None:
             raise RuntimeError("this H.264 encoder is closed")
         _check_image(image_bgr, *self._source)
-        pad_x, pad_y = self.width - self._source[0], self.height - self._source[1]
-        if pad_x or pad_y:
-            image_bgr = cv2.copyMakeBorder(image_bgr, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
-        frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        frame = yuv420_frame(image_bgr, self.width, self.height)
         frame.pts = self._pts
         if keyframe:
             frame.pict_type = av.video.frame.PictureType.I  # with forced-idr: an IDR, headers included
