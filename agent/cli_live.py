@@ -106,8 +106,10 @@ def cmd_host(cfg: Config, args: argparse.Namespace) -> None:
         if not args.script.is_file():
             raise UserError(f"script file not found: {args.script}")
         persona = persona.model_copy(update={"script": args.script.resolve()})
-    if args.rtmp is not None and not args.rtmp.startswith(("rtmp://", "rtmps://")):
-        raise UserError(f"--rtmp must be an rtmp:// or rtmps:// URL, not {args.rtmp!r}")
+    if args.rtmp is not None:
+        from streaming.rtmp import check_url
+
+        check_url(args.rtmp)
     cfg.agent.persona = persona.name
     asyncio.run(_run(cfg, show=(persona, args.rtmp)))
 
