@@ -8,6 +8,7 @@ import contextlib
 import secrets
 import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from core.config import Config
 from core.errors import UserError
 from streaming.server import LiveServer, ServerOptions, is_loopback
 
+WORKER_THREADS = 64
 CLOSE_GRACE_SECONDS = 1.5
 """Shutdown: clients get their close frames within this; the process is gone within 2 s."""
 
@@ -116,6 +118,10 @@ def cmd_host(cfg: Config, args: argparse.Namespace) -> None:
 
 async def _run(cfg: Config, show: tuple[Any, str | None] | None) -> None:
     from agent.live import LiveAgent, SharedModels
+
+    # Every session sends its rendering, encoding, voice and speech recognition to worker threads; the default
+    # pool (6 threads on 2 cores) would queue one session's frame behind another's 0.5 s transcription.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=WORKER_THREADS))
 
     options, lines = server_options(cfg)
     notices: list[str] = []

@@ -100,6 +100,12 @@ class Outbox:
     def request_keyframe(self) -> None:
         self._want_key = True
 
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Until everything queued has been sent (e.g. a last error before the server closes)."""
+        deadline = time.monotonic() + timeout
+        while self._queue and time.monotonic() < deadline and not self._closed:
+            await asyncio.sleep(0.01)
+
     async def aclose(self) -> None:
         self._closed = True
         self._wake.set()

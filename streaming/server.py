@@ -288,7 +288,8 @@ class LiveServer:
         reader = asyncio.create_task(self._read(conn), name=f"reader {conn.id}")
         await asyncio.wait({session, reader}, return_when=asyncio.FIRST_COMPLETED)
         if not reader.done():
-            # The session ended on its own: say goodbye, then stop reading.
+            # The session ended on its own: deliver what it said last, say goodbye, stop reading.
+            await conn.outbox.flush()
             await conn.ws.close()
             reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -289,3 +289,12 @@ def test_protocol_doc_lists_every_close_code() -> None:
     doc = (Path(protocol.__file__).parent / "PROTOCOL.md").read_text()
     codes = [v for k, v in vars(protocol).items() if k.startswith("CLOSE_")]
     assert all(f"| {c} |" in doc for c in codes)
+
+
+async def test_unknown_persona_is_told_before_the_close(live) -> None:
+    server, _ = live
+    client = await open_client(ws_url(server), {"persona": "no-such-persona"})
+    await client.closed.wait()
+    error = client.of("error")[0]
+    assert error["code"] == "bad_persona" and "no-such-persona" in error["message"]
+    assert client.ws.close_code == 1000 and not client.media
