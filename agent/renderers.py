@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from avatar.base import Renderer
@@ -14,8 +15,13 @@ GPU_ENGINES = {
 }
 
 
-def prepare(cfg: Config, source: Path | None = None) -> tuple[object, list[str]]:
-    """Prepare (or load from cache) the avatar for the configured engine; returns it and notices."""
+def prepare(
+    cfg: Config, source: Path | None = None, progress: Callable[[float], None] | None = None
+) -> tuple[object, list[str]]:
+    """Prepare (or load from cache) the avatar for the configured engine; returns it and notices.
+
+    `progress` is told the share of the preparation done (0.0 ... 1.0) as it goes.
+    """
     from avatar.prepare import prepare_avatar
 
     return prepare_avatar(
@@ -23,6 +29,7 @@ def prepare(cfg: Config, source: Path | None = None) -> tuple[object, list[str]]
         cfg.avatar.cache_dir.expanduser(),
         face_index=cfg.avatar.face_index,
         output_size=cfg.avatar.output_size,
+        progress=progress,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 
@@ -31,16 +32,36 @@ def paragraphs_from_text(text: str) -> list[list[str]]:
 def paragraphs_from_script(path: Path) -> list[list[str]]:
     if not path.is_file():
         raise UserError(f"script file not found: {path}")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read script {path}: {error.strerror or error}") from None
     if len(data) > MAX_SCRIPT_BYTES:
         raise UserError(
             f"script {path} is too large ({len(data) // 1000} kB; the limit is {MAX_SCRIPT_BYTES // 1000} kB)"
         )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"script {path} is not UTF-8 text (plain text or Markdown expected)") from None
-    paragraphs = _paragraphs(text)
+    paragraphs = _paragraphs(_decoded(data, path))
     if not paragraphs:
         raise UserError(f"nothing to say: script {path} has no speakable text")
     return paragraphs
+
+
+def _decoded(data: bytes, path: Path) -> str:
+    """The script's text: UTF-8 (with or without a BOM), or UTF-16 with its BOM (Windows Notepad's "Unicode").
+
+    A NUL byte in anything else means a binary file: reading it aloud would be noise.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise UserError(f"script {path} is damaged: it starts as UTF-16 text but is not valid UTF-16") from None
+    if b"\x00" in data:
+        raise UserError(
+            f"script {path} contains a NUL byte (at byte {data.index(0)}): it is a binary file, "
+            "not plain text or Markdown"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserError(f"script {path} is not UTF-8 text (plain text or Markdown expected)") from None

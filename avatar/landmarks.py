@@ -63,6 +63,12 @@ SMALL_FACE_FRACTION = 4
 """A face narrower than 1/4 of the image may have neighbours the whole-image detector missed."""
 MAX_YAW_DEGREES = 35.0
 """Beyond this the far half of the face is hidden and a frontal warp cannot fake it."""
+MAX_ROLL_DEGREES = 40.0
+"""A face tilted further (after turning the picture by quarter turns) gets its mouth and eye patches cut
+along the picture's axes rather than the face's; the mouth's shapes would be clipped."""
+JAW_ROOM = 0.3
+"""Picture needed below the lips, in eye distances: the lower lip drops ~0.28 when the mouth opens wide, and
+with less room the patch border squashes the opening."""
 
 
 def _chain(edges: Iterable[tuple[int, int]], start: int) -> list[int]:
@@ -147,6 +153,11 @@ NOSE_TIP = 1
 CHIN = 152
 """A single landmark index: the bottom of the chin."""
 FOREHEAD = 10
+
+CHEEKS = np.array([50, 280, 205, 425], dtype=np.intp)
+"""Points on both cheeks where the skin colour is sampled."""
+ANIMATED = np.concatenate([LIPS_OUTER, RIGHT_EYE, LEFT_EYE, RIGHT_BROW, LEFT_BROW, CHEEKS, [NOSE_TIP]])
+"""Everything that is animated or sampled: it must all be inside the picture."""
 
 assert set(LIPS_OUTER.tolist()) | set(LIPS_INNER.tolist()) == {i for e in topology.FACEMESH_LIPS for i in e}
 
@@ -348,6 +359,13 @@ def select_face(
     faces: list[FaceLandmarks], face_index: int | None, source_name: str
 ) -> tuple[FaceLandmarks, str | None]:
     """Pick the face to animate and check it can be animated; returns (face, notice for the user or None)."""
+    face, notice = pick_face(faces, face_index, source_name)
+    check_face(face, source_name)
+    return face, notice
+
+
+def pick_face(faces: list[FaceLandmarks], face_index: int | None, source_name: str) -> tuple[FaceLandmarks, str | None]:
+    """The face to animate (`face_index`, else the largest) and a notice when there was a choice."""
     if not faces:
         raise UserError(f"no face found in {source_name}: use a photo where one face looks at the camera")
     notice = None
@@ -362,18 +380,48 @@ def select_face(
         face = faces[0]
         if len(faces) > 1:
             notice = f"found {len(faces)} faces in {source_name}; animating the largest (use --face-index N to choose)"
+    return face, notice
+
+
+def check_face(face: FaceLandmarks, source_name: str) -> None:
+    """Refuse a face too small, turned away or tilted too far to animate, in one line that says why."""
     if face.width < MIN_FACE_PX:
         raise UserError(
             f"the face in {source_name} is only {face.width:.0f} px wide; at least {MIN_FACE_PX} px is needed: "
             "use a closer or higher-resolution portrait"
         )
-    yaw, _, _ = face.pose()
+    yaw, _, roll = face.pose()
     if abs(yaw) > MAX_YAW_DEGREES:
         raise UserError(
             f"the face in {source_name} is turned {abs(yaw):.0f}° away from the camera (at most "
             f"{MAX_YAW_DEGREES:.0f}° works): use a photo where the face looks at the camera"
         )
-    return face, notice
+    if abs(roll) > MAX_ROLL_DEGREES:
+        raise UserError(
+            f"the face in {source_name} is tilted {abs(roll):.0f}° (at most {MAX_ROLL_DEGREES:.0f}° works): "
+            "straighten the photo so the eyes are level"
+        )
+
+
+def cut_off_edge(face: FaceLandmarks, width: int, height: int) -> str | None:
+    """The picture edge ('top', 'bottom', 'left', 'right') that cuts off part of what is animated, or None.
+
+    The eyes, brows, nose, cheeks (where skin colour is read) and lips must be inside the picture, with
+    room below the lips for the jaw to drop. mediapipe places landmarks outside the picture for a face
+    cut off at an edge, so this is checked on them directly.
+    """
+    xy = face.xy[ANIMATED]
+    iod = float(np.linalg.norm(face.xy[LEFT_EYE].mean(axis=0) - face.xy[RIGHT_EYE].mean(axis=0)))
+    jaw = float(face.xy[LIPS_OUTER][:, 1].max()) + JAW_ROOM * iod
+    if max(float(xy[:, 1].max()), jaw) > height - 1:
+        return "bottom"
+    if xy[:, 1].min() < 0:
+        return "top"
+    if xy[:, 0].min() < 0:
+        return "left"
+    if xy[:, 0].max() > width - 1:
+        return "right"
+    return None
 
 
 class _OneEuro:

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +22,15 @@ import numpy as np
 
 from avatar import landmarks as lm
 from avatar.eyelids import EyeLids
-from avatar.face_rig import OPEN_MAX, EyeRig, FaceFrame, MouthRig, eye_region, face_frame, mouth_region
+from avatar.face_rig import OPEN_MAX, EyeRig, FaceFrame, LipTargets, MouthRig, eye_region, face_frame, mouth_region
 from avatar.head_mask import head_weight
 from avatar.lip_contour import refine_inner_lips
 from avatar.mouth_interior import analyse_mouth, opening_mask, paint_interior
+from avatar.orientation import SIDEWAYS_DEGREES, turn, upright_turns
 from avatar.patch_mesh import PatchMesh, Rect, clip_rect
 from avatar.source import load_source
 from avatar.video_loop import VideoLoop, build_loop, loop_length, loop_notice
+from core.config import output_size_problem
 from core.errors import UserError
 from core.hashing import file_sha256
 
@@ -39,6 +42,16 @@ PRESS_LEVEL = -0.25
 """The 'opening' of pressed lips (p, b, m): a little beyond closed."""
 MAX_OPEN_STEP_PX = 1.2
 """Neighbouring mouth patches differ by at most this lip travel, so blending them never ghosts."""
+MIN_LOOP_SECONDS = 1.0
+"""A shorter video has no idle loop worth playing back and forth: its best frame is animated as a photo."""
+NATURAL_LOOP_SECONDS = 5.0
+"""Below this a video's back-and-forth idle loop is noticeable (the user is told)."""
+PAINT_MARGIN_PX = 6
+"""Mouth-interior painting reaches at most this far beyond the lip targets and the photo's opening (its
+soft edges, the closed-lip line and the 2 px inpainting of leftovers), so it is done in that box only."""
+
+Progress = Callable[[float], None]
+"""Told the share of the preparation done (0.0 ... 1.0)."""
 
 _ARRAYS = (
     "image", "points", "mouth_bank", "open_levels", "eye_bank", "head_weight", "mouth_mask",
@@ -110,17 +123,31 @@ def _cache_file(cache_dir: Path, path: Path, digest: str, face_index: int | None
     return cache_dir / f"{path.stem[:40]}-{key}.npz"
 
 
+def _even_size(output_size: tuple[int, int] | None) -> tuple[tuple[int, int] | None, list[str]]:
+    """The output size checked and made even (H.264 stores only even sizes), with a note when it changed."""
+    if output_size is None:
+        return None, []
+    if len(output_size) != 2:
+        raise UserError(f"output size {output_size} is not usable: give [width, height]")
+    width, height = (int(v) for v in output_size)
+    if problem := output_size_problem(width, height):
+        raise UserError(f"output size {width}x{height} cannot be used: {problem}")
+    even = (width - width % 2, height - height % 2)
+    if even == (width, height):
+        return even, []
+    return even, [f"output size {width}x{height} made even: {even[0]}x{even[1]} (H.264 video needs even sides)"]
+
+
 def prepare_avatar(
     source: str | Path,
     cache_dir: Path,
     face_index: int | None = None,
     output_size: tuple[int, int] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[PreparedAvatar, list[str]]:
     """The prepared avatar for `source` and notices for the user; from the cache when nothing changed."""
     path = Path(source)
-    size = tuple(int(v) for v in output_size) if output_size else None
-    if size is not None and (len(size) != 2 or min(size) < 64 or max(size) > 4096):
-        raise UserError(f"output size {output_size} is not usable: give [width, height] between 64 and 4096 px")
+    size, size_notices = _even_size(output_size)
     start = time.perf_counter()
     digest = _file_digest(path)
     cache_path = _cache_file(Path(cache_dir), path, digest, face_index, size) if digest else None
@@ -131,9 +158,16 @@ def prepare_avatar(
             return cached, list(cached.notices)
     loaded = load_source(path)
     avatar = build_avatar(
-        loaded.frames, path.name, loaded.digest, face_index, size, is_video=loaded.is_video, video_fps=loaded.fps
+        loaded.frames,
+        path.name,
+        loaded.digest,
+        face_index,
+        size,
+        is_video=loaded.is_video,
+        video_fps=loaded.fps,
+        progress=progress,
     )
-    avatar.notices = [*loaded.notices, *avatar.notices]
+    avatar.notices = [*size_notices, *loaded.notices, *avatar.notices]
     avatar.prepare_seconds = time.perf_counter() - start
     if cache_path is not None:
         try:
@@ -146,7 +180,7 @@ def prepare_avatar(
     return avatar, list(avatar.notices)
 
 
-def _pick_video_frame(frames: list[np.ndarray], face_index: int | None, name: str) -> tuple[int, list[str]]:
+def _pick_video_frame(frames: list[np.ndarray], face_index: int | None) -> int:
     """The most frontal, closed-mouth frame among a sample of the clip."""
     best, best_score = 0, np.inf
     for i in np.linspace(0, len(frames) - 1, min(len(frames), 12)).astype(int):
@@ -158,7 +192,87 @@ def _pick_video_frame(frames: list[np.ndarray], face_index: int | None, name: st
         score = abs(yaw) / 10 + abs(pitch) / 15 + lm.mouth_opening(face) * 10
         if score < best_score:
             best, best_score = int(i), score
-    return best, []
+    return best
+
+
+def _turned_point(point: np.ndarray, shape: tuple[int, ...], quarter_turns: int) -> np.ndarray:
+    """Where `point` of an image of `shape` lands when the image is turned `quarter_turns` counter-clockwise."""
+    height, width = shape[:2]
+    x, y = point
+    return np.array(
+        {0: (x, y), 1: (y, width - 1 - x), 2: (width - 1 - x, height - 1 - y), 3: (height - 1 - y, x)}[
+            quarter_turns % 4
+        ]
+    )
+
+
+def _nearest_face(image: np.ndarray, point: np.ndarray) -> lm.FaceLandmarks | None:
+    """The face found in `image` nearest to `point` (the chosen face after the picture was turned or cropped)."""
+    faces = lm.detect_faces(image)
+    return min(faces, key=lambda f: float(np.linalg.norm(f.center - point))) if faces else None
+
+
+def find_upright_face(
+    frames: list[np.ndarray], index: int, face_index: int | None, name: str, is_video: bool
+) -> tuple[list[np.ndarray], int, lm.FaceLandmarks, list[str]]:
+    """Find the face to animate and turn the picture (every frame of a video) so the face is upright.
+
+    Returns the frames, the index of the reference frame, the face in it and notices for the user.
+    """
+    face, notice = lm.pick_face(lm.detect_faces(frames[index]), face_index, name)
+    notices = [notice] if notice else []
+    total = 0
+    turns = upright_turns(frames[index], face)
+    for _ in range(2):
+        if not turns:
+            break
+        target = _turned_point(face.center, frames[index].shape, turns)
+        frames = [turn(f, turns) for f in frames]
+        if is_video:
+            index = _pick_video_frame(frames, face_index)
+        found = _nearest_face(frames[index], target)
+        if found is None:
+            raise UserError(f"the face in {name} is lost when the picture is turned upright: use an upright photo")
+        face, total = found, (total + turns) % 4
+        # A face tilted near a diagonal can land on its side; a sideways fit is reliable, so it says which way.
+        roll = face.pose()[2]
+        turns = round(roll / 90.0) % 4 if abs(roll) > SIDEWAYS_DEGREES else 0
+    if total:
+        way = "upside down" if total == 2 else "on its side"
+        notices.append(f"the face in {name} was {way}: the picture was turned upright")
+    lm.check_face(face, name)
+    if edge := lm.cut_off_edge(face, frames[index].shape[1], frames[index].shape[0]):
+        raise UserError(
+            f"the face in {name} is cut off at the {edge} edge of the picture: the eyes, brows and mouth "
+            "(with room below it for the jaw) must all be in it; use a photo that shows the whole face"
+        )
+    return frames, index, face, notices
+
+
+def _fitted(
+    image: np.ndarray, face: lm.FaceLandmarks, size: tuple[int, int], name: str
+) -> tuple[np.ndarray, lm.FaceLandmarks]:
+    """The picture scaled and cropped to the output size around the face, and the face in it; an output size
+    at which the face cannot be animated is blamed, not the photo."""
+    h, w = image.shape[:2]
+    tw, th = size
+    scale = max(tw / w, th / h)
+    at = f"at output size {tw}x{th}"
+    if face.width * scale < lm.MIN_FACE_PX:
+        raise UserError(
+            f"{at} the face in {name} is only {face.width * scale:.0f} px wide (at least {lm.MIN_FACE_PX} px is "
+            "needed): use a larger --size"
+        )
+    fitted, moved = _fit(image, size, face.center)
+    found = _nearest_face(fitted, moved)
+    if found is None or found.width < lm.MIN_FACE_PX:
+        raise UserError(f"{at} the face in {name} is too small to animate: use a larger --size")
+    if edge := lm.cut_off_edge(found, tw, th):
+        wider = "a wider" if edge in ("left", "right") else "a taller"
+        raise UserError(
+            f"{at} the face in {name} does not fit: the {edge} edge cuts off part of it; use {wider} --size"
+        )
+    return fitted, found
 
 
 def _fit(image: np.ndarray, size: tuple[int, int], centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,21 +299,32 @@ def build_avatar(
     size: tuple[int, int] | None = None,
     is_video: bool = False,
     video_fps: float | None = None,
+    progress: Progress | None = None,
 ) -> PreparedAvatar:
+    step = progress or (lambda done: None)
     notices: list[str] = []
-    index = 0
-    if is_video and len(frames) > 1:
-        index, notices = _pick_video_frame(frames, face_index, name)
+    fps = video_fps or 25.0
+    if is_video and len(frames) > 1 and len(frames) / fps < MIN_LOOP_SECONDS:
+        notices.append(
+            f"video avatar {name} is only {len(frames) / fps:.1f} s long: its best frame is animated like a photo "
+            f"(a {NATURAL_LOOP_SECONDS:.0f}-10 s clip gives a natural idle loop)"
+        )
+        frames = [frames[_pick_video_frame(frames, face_index)]]
+        is_video = False
+    elif is_video and len(frames) > 1 and len(frames) / fps < NATURAL_LOOP_SECONDS:
+        notices.append(
+            f"video avatar {name} is {len(frames) / fps:.1f} s long: it is played forwards and backwards as the "
+            f"idle loop, which shows at this length ({NATURAL_LOOP_SECONDS:.0f}-10 s looks natural)"
+        )
+    index = _pick_video_frame(frames, face_index) if is_video and len(frames) > 1 else 0
+    frames, index, face, found_notices = find_upright_face(frames, index, face_index, name, is_video)
+    notices += found_notices
     image = frames[index]
-    face, notice = lm.select_face(lm.detect_faces(image), face_index, name)
     centre = face.center
     if size is not None and (image.shape[1], image.shape[0]) != size:
-        image, moved = _fit(image, size, centre)
         # The chosen face is the one nearest to where it was moved, not the largest in the crop.
-        faces = sorted(lm.detect_faces(image), key=lambda f: float(np.linalg.norm(f.center - moved)))
-        face, _ = lm.select_face(faces[:1], None, name)
-    if notice:
-        notices.append(notice)
+        image, face = _fitted(image, face, size, name)
+    step(0.05)
     xy = refine_inner_lips(image, face.xy.astype(np.float64), face_frame(face.xy).iod)
     points = face.points.copy()
     points[:, :2] = xy
@@ -226,8 +351,19 @@ def build_avatar(
             maps = mesh.warp_map(moves, pinned)
             patch = cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
             leftovers = cv2.remap(photo_opening, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR)
-            paint_interior(patch, mouth_rect[:2], image, frame, mouth_rig, targets, colours, leftovers)
+            x0, y0, x1, y1 = _paint_box(frame, targets, leftovers, mouth_rect)
+            paint_interior(
+                patch[y0:y1, x0:x1],
+                (mouth_rect[0] + x0, mouth_rect[1] + y0),
+                image,
+                frame,
+                mouth_rig,
+                targets,
+                colours,
+                leftovers[y0:y1, x0:x1],
+            )
             mouth_bank[i, j] = patch
+        step(0.05 + 0.8 * (i + 1) / len(open_levels))
 
     eye_rig = EyeRig(xy, frame)
     eye_mesh = PatchMesh(xy, eye_rect, iod)
@@ -241,10 +377,10 @@ def build_avatar(
             eye_bank[i, j] = cv2.remap(
                 closed, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
             )
+    step(0.9)
 
     loop = None
     if is_video and len(frames) > 1:
-        fps = video_fps or 25.0
         clip = frames[: loop_length(len(frames), fps)]
         clip = [_fit(f, size, centre)[0] for f in clip] if size is not None else clip
         loop, loop_notices = build_loop(clip, fps, image, xy, face_index, name)
@@ -252,6 +388,7 @@ def build_avatar(
             loop_notices.append(loop_notice(name))
         notices += [n for n in loop_notices if n not in notices]
     roi, weight, pivot = _head_region(image, xy, frame, (mouth_rect, eye_rect))
+    step(1.0)
     return PreparedAvatar(
         image=np.ascontiguousarray(image),
         points=points,
@@ -272,6 +409,28 @@ def build_avatar(
         notices=notices,
         loop=loop,
     )
+
+
+def _paint_box(frame: FaceFrame, targets: LipTargets, leftovers: np.ndarray, rect: Rect) -> Rect:
+    """The part of a mouth patch that painting its interior can change (patch coordinates).
+
+    The lip targets bound the opening and the closed-lip line; the photo's own opening carried through
+    the warp bounds what is filled in. Painting only there gives the same patch 3-8x faster (big faces
+    have big patches and many opening levels).
+    """
+    points = np.concatenate(
+        [frame.to_image(targets.upper_u, targets.upper_v), frame.to_image(targets.lower_u, targets.lower_v)]
+    ) - np.array(rect[:2], dtype=np.float64)
+    ys, xs = np.nonzero(leftovers > 64)
+    low = points.min(axis=0)
+    high = points.max(axis=0)
+    if len(xs):
+        low = np.minimum(low, (xs.min(), ys.min()))
+        high = np.maximum(high, (xs.max(), ys.max()))
+    h, w = leftovers.shape[:2]
+    x0, y0 = np.clip(np.floor(low).astype(int) - PAINT_MARGIN_PX, 0, (w, h))
+    x1, y1 = np.clip(np.ceil(high).astype(int) + PAINT_MARGIN_PX + 1, 0, (w, h))
+    return int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1))
 
 
 def _head_region(
