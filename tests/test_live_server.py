@@ -5,6 +5,7 @@ contract test of the streaming format: no real model is needed to test the trans
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -298,3 +299,32 @@ async def test_unknown_persona_is_told_before_the_close(live) -> None:
     error = client.of("error")[0]
     assert error["code"] == "bad_persona" and "no-such-persona" in error["message"]
     assert client.ws.close_code == 1000 and not client.media
+
+
+async def test_a_client_that_reads_slowly_loses_video_never_audio(live) -> None:
+    from websockets.asyncio.client import connect
+
+    from streaming.protocol import unpack_media
+
+    server, _ = live
+    # A small receive buffer and max_queue=1 (the library stops reading its socket while we do not consume):
+    # the server's sends back up as they would towards a client on a slow network.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.connect(("127.0.0.1", server.port))
+    ws = await connect(ws_url(server), sock=sock, max_queue=1, max_size=None)
+    await ws.send('{"type": "hello", "protocol": 1, "codecs": ["jpeg"]}')
+    await asyncio.sleep(3.0)
+    audio_pts: list[int] = []
+    videos = 0
+    while len(audio_pts) < 150:
+        raw = await asyncio.wait_for(ws.recv(), 10)
+        if isinstance(raw, bytes):
+            kind, _, pts, _ = unpack_media(raw)
+            if kind == KIND_AUDIO:
+                audio_pts.append(pts)
+            else:
+                videos += 1
+    assert np.all(np.diff(audio_pts) == SPF)  # every audio slice arrived, in order, no gap
+    assert videos < len(audio_pts)  # pictures were dropped to catch up
+    await ws.close()
