@@ -34,7 +34,8 @@ from core.config import output_size_problem
 from core.errors import UserError
 from core.hashing import file_sha256
 
-RENDERER_VERSION = "realtime-11"
+RENDERER_VERSION = "realtime-12"
+"""Part of every cache key: 12 turns sideways and upside-down photos upright (older caches kept them as they were)."""
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
@@ -254,41 +255,51 @@ def _fitted(
 ) -> tuple[np.ndarray, lm.FaceLandmarks]:
     """The picture scaled and cropped to the output size around the face, and the face in it; an output size
     at which the face cannot be animated is blamed, not the photo."""
-    h, w = image.shape[:2]
     tw, th = size
-    scale = max(tw / w, th / h)
+    scale, x0, y0 = _fit_geometry(image.shape, size, face.center)
     at = f"at output size {tw}x{th}"
     if face.width * scale < lm.MIN_FACE_PX:
         raise UserError(
             f"{at} the face in {name} is only {face.width * scale:.0f} px wide (at least {lm.MIN_FACE_PX} px is "
             "needed): use a larger --size"
         )
-    fitted, moved = _fit(image, size, face.center)
-    found = _nearest_face(fitted, moved)
-    if found is None or found.width < lm.MIN_FACE_PX:
-        raise UserError(f"{at} the face in {name} is too small to animate: use a larger --size")
-    if edge := lm.cut_off_edge(found, tw, th):
+    placed = lm.FaceLandmarks(face.points * np.float32(scale)).translated(-x0, -y0)
+    if edge := lm.cut_off_edge(placed, tw, th):
         wider = "a wider" if edge in ("left", "right") else "a taller"
         raise UserError(
             f"{at} the face in {name} does not fit: the {edge} edge cuts off part of it; use {wider} --size"
         )
+    fitted = _fit(image, size, face.center)
+    # The chosen face is the one nearest to where it was moved, not the largest in the crop.
+    found = _nearest_face(fitted, placed.center)
+    if found is None or found.width < lm.MIN_FACE_PX or lm.cut_off_edge(found, tw, th):
+        raise UserError(f"{at} the face in {name} cannot be animated any more: use a larger --size")
     return fitted, found
 
 
-def _fit(image: np.ndarray, size: tuple[int, int], centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scale to cover `size` and crop around the face; also returns where `centre` lands in the result."""
-    h, w = image.shape[:2]
+def _fit_geometry(shape: tuple[int, ...], size: tuple[int, int], centre: np.ndarray) -> tuple[float, int, int]:
+    """(scale, x0, y0): scaling by `scale` covers `size`; the crop at (x0, y0) of the scaled picture is centred
+    on `centre` as far as the picture allows."""
+    h, w = shape[:2]
     tw, th = size
     scale = max(tw / w, th / h)
+    cx, cy = centre * scale
+    x0 = int(np.clip(round(cx - tw / 2), 0, max(tw, round(w * scale)) - tw))
+    y0 = int(np.clip(round(cy - th / 2), 0, max(th, round(h * scale)) - th))
+    return scale, x0, y0
+
+
+def _fit(image: np.ndarray, size: tuple[int, int], centre: np.ndarray) -> np.ndarray:
+    """Scale to cover `size` and crop around the face."""
+    h, w = image.shape[:2]
+    tw, th = size
+    scale, x0, y0 = _fit_geometry(image.shape, size, centre)
     resized = cv2.resize(
         image,
         (max(tw, round(w * scale)), max(th, round(h * scale))),
         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
     )
-    cx, cy = centre * scale
-    x0 = int(np.clip(round(cx - tw / 2), 0, resized.shape[1] - tw))
-    y0 = int(np.clip(round(cy - th / 2), 0, resized.shape[0] - th))
-    return np.ascontiguousarray(resized[y0 : y0 + th, x0 : x0 + tw]), np.array([cx - x0, cy - y0])
+    return np.ascontiguousarray(resized[y0 : y0 + th, x0 : x0 + tw])
 
 
 def build_avatar(
@@ -322,7 +333,6 @@ def build_avatar(
     image = frames[index]
     centre = face.center
     if size is not None and (image.shape[1], image.shape[0]) != size:
-        # The chosen face is the one nearest to where it was moved, not the largest in the crop.
         image, face = _fitted(image, face, size, name)
     step(0.05)
     xy = refine_inner_lips(image, face.xy.astype(np.float64), face_frame(face.xy).iod)
@@ -382,7 +392,7 @@ def build_avatar(
     loop = None
     if is_video and len(frames) > 1:
         clip = frames[: loop_length(len(frames), fps)]
-        clip = [_fit(f, size, centre)[0] for f in clip] if size is not None else clip
+        clip = [_fit(f, size, centre) for f in clip] if size is not None else clip
         loop, loop_notices = build_loop(clip, fps, image, xy, face_index, name)
         if len(frames) > len(clip):
             loop_notices.append(loop_notice(name))

@@ -106,20 +106,22 @@ def _decode_still(data: bytes, kind: str, path: Path, max_height: int) -> np.nda
         f"avatar image {path.name} is truncated or corrupted (its {kind} data is incomplete or damaged): "
         "use the complete original file"
     )
+    too_large = (
+        f"avatar image {path.name} is larger than {MAX_IMAGE_PIXELS // 1_000_000} megapixels: use a smaller copy"
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about damaged TIFF/EXIF on stderr: we say it in one line
             probe = Image.open(io.BytesIO(data))
             width, height = probe.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise UserError(
-                    f"avatar image {path.name} is {width}×{height} px; the limit is "
-                    f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels: use a smaller copy"
-                )
+                raise UserError(too_large.replace("larger than", f"{width}×{height} px, larger than"))
             if probe.format == "JPEG":
                 probe.draft("RGB", (width // 8, height // 8))  # every byte is still decoded, at an eighth the cost
             probe.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own limit (far above ours) trips while reading the header
+        raise UserError(too_large) from None
+    except (OSError, SyntaxError, ValueError):
         raise broken from None
     image = _decode_image(data, _jpeg_flag(width, height, max_height) if kind == "JPEG" else None)
     if image is None:

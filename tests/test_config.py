@@ -1,3 +1,4 @@
+import argparse
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,45 @@ def test_config_command_prints_masked(capsys, monkeypatch):
 def test_missing_config_file(capsys):
     assert main(["--config", "/nonexistent.yaml", "config"]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DH_AVATAR__FPS": "60"}, r"avatar\.fps: 60 fps is not supported; use one of 20, 24, 25, 30, 32, 40"),
+        ({"DH_AVATAR__OUTPUT_SIZE": "[3841, 100]"}, r"avatar\.output_size: 3841x100 cannot be used: each side"),
+        ({"DH_AVATAR__OUTPUT_SIZE": "[3840, 3840]"}, r"avatar\.output_size: .*more pixels than 3840x2160"),
+        ({"DH_AVATAR__FACE_INDEX": "-1"}, r"avatar\.face_index"),
+    ],
+)
+def test_avatar_limits(env, message):
+    with pytest.raises(UserError, match=message):
+        load_config(environ=env)
+
+
+def test_one_size_limit_for_flag_config_and_comment():
+    """--size, the typed config and the comment in configs/default.yaml state the same limits."""
+    from agent.cli import _size
+    from core.config import MAX_OUTPUT_PIXELS, MAX_OUTPUT_SIDE, MIN_OUTPUT_SIDE
+
+    for size in [(MIN_OUTPUT_SIDE, MAX_OUTPUT_SIDE), (2160, 3840), (3840, 2160)]:
+        assert _size(f"{size[0]}x{size[1]}") == size
+        assert load_config(environ={"DH_AVATAR__OUTPUT_SIZE": str(list(size))}).avatar.output_size == size
+    assert MAX_OUTPUT_PIXELS == 3840 * 2160
+    for bad in [(MIN_OUTPUT_SIDE - 1, 100), (100, MAX_OUTPUT_SIDE + 1), (3000, 3000)]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            _size(f"{bad[0]}x{bad[1]}")
+        with pytest.raises(UserError):
+            load_config(environ={"DH_AVATAR__OUTPUT_SIZE": str(list(bad))})
+    comment = DEFAULT_CONFIG.read_text(encoding="utf-8")
+    assert f"each side {MIN_OUTPUT_SIDE}-{MAX_OUTPUT_SIDE} px, at most 3840x2160 pixels in all" in comment
+
+
+def test_binary_config_file_is_one_line(tmp_path: Path, capsys):
+    config = tmp_path / "my.yaml"
+    config.write_bytes(bytes(range(128, 256)) * 4)
+    assert main(["--config", str(config), "config"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: argument --config: {config} is not a YAML file (it is not UTF-8 text) (see `digital-human --help`)"
+    ]

@@ -31,9 +31,37 @@ def test_script_without_words(tmp_path: Path, content: bytes):
 
 def test_binary_script(tmp_path: Path):
     script = tmp_path / "s.txt"
-    script.write_bytes(bytes(range(256)))
+    script.write_bytes(bytes(range(128, 256)))
     with pytest.raises(UserError, match="not UTF-8"):
         paragraphs_from_script(script)
+
+
+def test_nul_byte_means_a_binary_file(tmp_path: Path):
+    script = tmp_path / "s.md"
+    script.write_bytes(b"Hello there.\x00 More text.\n")
+    with pytest.raises(UserError, match=r"contains a NUL byte \(at byte 12\): it is a binary file"):
+        paragraphs_from_script(script)
+
+
+def test_utf16_script_with_its_bom_is_read(tmp_path: Path):
+    """Windows Notepad's "Unicode" is UTF-16 with a byte-order mark: full of NUL bytes, and still text."""
+    script = tmp_path / "s.txt"
+    script.write_bytes("Hello there, friend.\n\n你好。".encode("utf-16"))
+    assert paragraphs_from_script(script) == [["Hello there, friend."], ["你好。"]]
+
+
+def test_terminal_escape_codes_are_not_read_aloud(tmp_path: Path):
+    """A script saved from a coloured terminal: the codes vanish instead of becoming 'thirty one m'."""
+    script = tmp_path / "s.txt"
+    script.write_text("\x1b[1;31mWarning:\x1b[0m the oven is hot.\n\n\x1b]0;title\x07Done.\n", encoding="utf-8")
+    paragraphs = paragraphs_from_script(script)
+    assert paragraphs == [["Warning: the oven is hot."], ["Done."]]
+
+
+@pytest.mark.parametrize("text", ["...", " !!! ,,, -- ", "\x1b[31m\x1b[0m", "* * *"])
+def test_text_without_words_is_refused(text: str):
+    with pytest.raises(UserError, match="nothing to say"):
+        paragraphs_from_text(text)
 
 
 def test_long_text_is_cut_into_bounded_sentences():
