@@ -116,6 +116,16 @@ def test_codec_string_is_the_stream_profile_and_level(face: np.ndarray) -> None:
         assert sps[3] == level
 
 
+def test_colour_signalling_is_complete(face: np.ndarray) -> None:
+    """Chromium's WebCodecs decodes as BT.709 unless primaries, transfer and matrix are all signalled
+    (measured: a BT.601 matrix alone turned 255 green into 216); the pixels are converted with BT.601."""
+    ctx = live_decoder()
+    decode_now(ctx, create_encoder("h264", 512, 512, FPS).encode(face).data)
+    assert (ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range) == (6, 1, 1, 1), (
+        "matrix BT.601 (smpte170m), primaries and transfer BT.709, limited range"
+    )
+
+
 def test_levels_follow_size_and_rate() -> None:
     assert h264_level(512, 512, 25, 1_000) == 30
     assert h264_level(1280, 720, 30, 2_000) == 31
