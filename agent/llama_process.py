@@ -2,9 +2,10 @@
 
 Started by `agent.llm_local`, never by hand. It lives in its own process so its OpenMP threads
 cannot spin inside the avatar's process, a crash cannot take the session down with it, and it
-can always be killed. It prints one JSON line on stdout — `{"url": ...}` once the model is loaded,
-or `{"error": ...}` — then waits on stdin: when the parent closes it, or dies and the kernel
-closes it, the server exits at once, so no orphan outlives the application.
+can always be killed. It reads the API key that requests must carry from the first line of stdin,
+prints one JSON line on stdout — `{"url": ...}` once the model is loaded, or `{"error": ...}` —
+then waits on stdin: when the parent closes it, or dies and the kernel closes it, the server
+exits at once, so no orphan outlives the application.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import sys
 import xllamacpp
 
 
-def _params(args: argparse.Namespace) -> xllamacpp.CommonParams:
+def _params(args: argparse.Namespace, api_key: str) -> xllamacpp.CommonParams:
     params = xllamacpp.CommonParams()
     params.model.path = args.model
     params.model_alias = args.alias
     params.hostnames = ["127.0.0.1"]
+    params.api_keys = [api_key]
     params.port = 0  # the kernel picks a free port; the server reports it
     params.n_ctx = args.context
     params.n_parallel = args.parallel
@@ -48,8 +50,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, required=True)
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # like SIGTERM: stop now, no Python teardown
+    api_key = sys.stdin.readline().strip()  # by pipe: unlike arguments, other users cannot read it
     try:
-        server = xllamacpp.Server(_params(args))
+        server = xllamacpp.Server(_params(args, api_key))
     except RuntimeError as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
         sys.exit(1)

@@ -121,14 +121,17 @@ class LLMClient:
         cfg: LLMConfig,
         *,
         base_url: str | None = None,
+        api_key: str | None = None,
         model: str | None = None,
         label: str | None = None,
         caches_prompts: bool = False,
     ) -> LLMClient:
-        """A client for `cfg`'s endpoint, or for `base_url`/`model` when a local server stands in for it."""
+        """A client for `cfg`'s endpoint, or for `base_url` (with its own key) when a local server stands in."""
+        if base_url is None:
+            base_url, api_key = cfg.base_url, cfg.api_key.get_secret_value() if cfg.api_key else None
         return cls(
-            base_url=base_url or cfg.base_url,
-            api_key=None if base_url else (cfg.api_key.get_secret_value() if cfg.api_key else None),
+            base_url=base_url,
+            api_key=api_key,
             model=model or cfg.model,
             temperature=cfg.temperature,
             max_tokens=cfg.max_tokens,

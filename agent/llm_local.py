@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import secrets
 import select
 import shutil
 import subprocess
@@ -191,6 +192,8 @@ class LocalLLMServer:
         self.context = context
         self.slots = slots
         self.base_url: str | None = None
+        self.api_key = secrets.token_urlsafe(24)
+        """Asked of every request, so other users and web pages cannot use the server behind our back."""
         self.started_in: float | None = None
         """Seconds from spawning the process to the model being ready."""
         self._proc: subprocess.Popen[bytes] | None = None
@@ -217,6 +220,9 @@ class LocalLLMServer:
             start_new_session=True,  # the terminal's Ctrl-C reaches us, and we stop it in order
         )
         try:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(self.api_key.encode() + b"\n")
+            self._proc.stdin.flush()
             self.base_url = await asyncio.to_thread(self._wait_ready) + "/v1"
         except BaseException:
             self.close()
@@ -301,6 +307,7 @@ async def open_llm(cfg: LLMConfig) -> AsyncIterator[LLMClient]:
         client = LLMClient.from_config(
             cfg,
             base_url=server.base_url,
+            api_key=server.api_key,
             model=cfg.local_model,
             label=f"the offline language model ({cfg.local_model})",
             caches_prompts=True,

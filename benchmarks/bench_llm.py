@@ -151,8 +151,10 @@ def busy_core() -> Iterator[None]:
         spinner.wait()
 
 
-def client_for(url: str, model: str) -> LLMClient:
-    return LLMClient(base_url=url, api_key=None, model=model, first_token_timeout=60, token_timeout=30)
+def client_for(url: str, key: str, model: str) -> LLMClient:
+    return LLMClient(
+        base_url=url, api_key=key, model=model, first_token_timeout=60, token_timeout=30, caches_prompts=True
+    )
 
 
 async def run_child_case(case: Case) -> None:
@@ -162,8 +164,7 @@ async def run_child_case(case: Case) -> None:
     async with server:
         case.ready = server.started_in
         assert server.base_url is not None and server.pid is not None
-        client = client_for(server.base_url, case.model)
-        client.caches_prompts = True
+        client = client_for(server.base_url, server.api_key, case.model)
         await measure(client, case)
         case.rss_mb = rss_mb(server.pid)
         await client.aclose()
@@ -185,10 +186,9 @@ async def in_process_main(model: str, threads: int, batch_threads: int) -> None:
         parallel=2,
     )
     started = time.perf_counter()
-    server = xllamacpp.Server(_params(args))
+    server = xllamacpp.Server(_params(args, "bench"))
     case.ready = time.perf_counter() - started
-    client = client_for(server.listening_address + "/v1", model)
-    client.caches_prompts = True
+    client = client_for(server.listening_address + "/v1", "bench", model)
     await measure(client, case)
     case.rss_mb = rss_mb(os.getpid())
     print(json.dumps(case.__dict__), flush=True)

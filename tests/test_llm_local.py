@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from agent import llm_local
-from agent.llm import LLMClient
+from agent.llm import LLMClient, LLMError
 from agent.llm_local import LocalLLMServer, LocalModel, assemble_model, open_llm
 from core.config import LLMConfig
 from core.errors import UserError
@@ -123,7 +123,7 @@ def client_of(server: LocalLLMServer) -> LLMClient:
     assert server.base_url is not None
     return LLMClient(
         base_url=server.base_url,
-        api_key=None,
+        api_key=server.api_key,
         model=server.name,
         temperature=0.2,
         first_token_timeout=120,
@@ -160,6 +160,14 @@ async def test_a_warmed_persona_is_not_read_again(server: LocalLLMServer):
     _, timings = await answer(client, "Is there a café?", max_tokens=4)
     assert timings["cache_n"] >= warm.server["cache_n"] + warm.server["prompt_n"] - 8  # the persona, from cache
     assert timings["prompt_n"] <= 20  # only the new question and the chat markup around it
+
+
+@pytest.mark.slow
+async def test_requests_without_the_key_are_refused(server: LocalLLMServer):
+    assert server.base_url is not None
+    stranger = LLMClient(base_url=server.base_url, api_key=None, model=server.name, first_token_timeout=120)
+    with pytest.raises(LLMError, match="rejected the API key"):
+        await anext(stranger.stream([{"role": "user", "content": "Hi"}], max_tokens=1))
 
 
 def alive(pid: int) -> bool:
