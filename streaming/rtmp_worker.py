@@ -55,7 +55,6 @@ def deadline(seconds: float) -> Iterator[None]:
 class FlvPush:
     def __init__(self, url: str, fps: int, size: tuple[int, int], sample_rate: int, bitrate: int | None) -> None:
         self.sample_rate = sample_rate
-        self.size = size
         self.width, self.height = even_size(*size)
         self.offset = math.ceil(AAC_PRIMING * sample_rate / AUDIO_RATE)
         self.container = av.open(url, mode="w", format="flv", options={"flvflags": "no_duration_filesize"})
@@ -129,6 +128,9 @@ class FirstError(logging.Handler):
 
 def main() -> int:
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    # Ctrl-C in a terminal reaches the whole process group: the server, not the worker, decides when the
+    # stream ends (EOF on stdin), so that it ends cleanly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     first_error = FirstError()
     logging.getLogger("libav").addHandler(first_error)
     av.logging.set_level(av.logging.ERROR)

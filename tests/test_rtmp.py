@@ -17,7 +17,7 @@ import pytest
 from core.errors import UserError
 from core.events import Frame
 from streaming.rtmp import RtmpSink, mask_url
-from streaming.rtmp_worker import AAC_PRIMING, AUDIO_RATE
+from streaming.rtmp_worker import AAC_PRIMING, AUDIO_RATE, FlvPush
 
 FPS, RATE = 25, 24_000
 SPF = RATE // FPS
@@ -220,3 +220,23 @@ def test_bad_urls_are_refused_in_one_line(url: str, message: str) -> None:
 def test_stream_keys_are_masked() -> None:
     assert mask_url("rtmps://user:pw@live.example.com:443/app/abc123?token=x") == "rtmps://live.example.com:443/app/***"
     assert mask_url("rtmp://a.rtmp.youtube.com/live2/xxxx-yyyy") == "rtmp://a.rtmp.youtube.com/live2/***"
+
+
+def test_worker_keeps_one_timeline_over_dropped_frames(face: np.ndarray, tmp_path: Path) -> None:
+    """The worker's FLV writer, on a file: frames whose image was dropped still carry their audio, and
+    frames dropped whole leave silence of their length, so audio stays continuous and in step with video."""
+    path = tmp_path / "push.flv"
+    push = FlvPush(str(path), FPS, SIZE, RATE, None)
+    kept = [i for i in range(50) if not 20 <= i < 30]  # frames 20..29 dropped whole
+    for i in kept:
+        frame = frame_at(face, i)
+        push.write(i * SPF, None if 10 <= i < 15 else frame.image, frame.audio)  # 10..14: audio only
+    push.close()
+    with av.open(str(path)) as container:
+        video = [p.pts for p in container.demux(container.streams.video[0]) if p.size]
+    with av.open(str(path)) as container:
+        samples = sum(f.samples for f in container.decode(container.streams.audio[0]))
+    offset_ms = AAC_PRIMING / AUDIO_RATE * 1000
+    assert video == [round(offset_ms + i * 1000 / FPS) for i in kept if not 10 <= i < 15]
+    audio_ms = samples / AUDIO_RATE * 1000 - offset_ms
+    assert abs(audio_ms - 50 * 1000 / FPS) <= AAC_BLOCK_MS, audio_ms
