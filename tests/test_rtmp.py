@@ -203,18 +203,18 @@ async def test_a_silent_ingest_is_given_up_without_freezing_the_process(face: np
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("http://example.com/live/key", "not an RTMP URL"),
+        (f"http://example.com/live/{KEY}", "not an RTMP URL"),
         ("rtmp://", "no valid host"),
-        ("rtmp://example.com:99999/live/key", "no valid host or port"),
+        (f"rtmp://example.com:99999/live/{KEY}", "no valid host or port"),
         ("rtmp://example.com/live", "needs an app and a stream key"),
-        ("rtmp://example.com/live/my key", "spaces"),
+        (f"rtmp://example.com/live/{KEY} x", "spaces"),
     ],
 )
 def test_bad_urls_are_refused_in_one_line(url: str, message: str) -> None:
     with pytest.raises(UserError, match=message) as info:
         RtmpSink(url, FPS, SIZE, RATE)
     assert "\n" not in str(info.value)
-    assert "key" not in str(info.value).split("expected")[0] or url.endswith("/live"), "the key is masked"
+    assert KEY not in str(info.value)
 
 
 def test_stream_keys_are_masked() -> None:
