@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from tts_helpers import cancel_after_first_chunk, collect, envelope_lag, logged
+from tts_helpers import after_cancel, cancel_after_first_chunk, collect, envelope_lag, logged
 
 from core.audio import resample
 from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, Viseme
@@ -121,7 +121,8 @@ def test_cancelling_mid_sentence_stops_the_synthesis(piper: PiperTTS, monkeypatc
 
     count = cancel_after_first_chunk(piper, text, work)
     assert count == 1
-    assert work[:3] == ["plan", "encode", "decode"] and work[-1] == "cancelled"
+    assert work[:3] == ["plan", "encode", "decode"]
+    assert len(after_cancel(work)) <= 1  # the next window's decode may have been under way already
     pcm, _, _, _ = collect(piper, "Still working.")  # the engine is usable afterwards
     assert len(pcm) > 0.3 * CANONICAL_SAMPLE_RATE
 

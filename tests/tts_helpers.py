@@ -47,10 +47,11 @@ def cancel_after_first_chunk(engine: TTSEngine, text: str, work: list[str], paus
     """Start streaming `text` and cancel as soon as the first chunk arrives (the consumer waiting `pause`
     after each chunk); return how many chunks arrived.
 
-    `work` is the log the test's spies on the engine's synthesis calls append to; "cancelled" is appended
-    once the cancellation has taken effect, and everything the worker threads were still doing has ended
-    by the time this returns (asyncio.run waits for them). Anything logged after "cancelled" is synthesis
-    that went on for a reply nobody will hear: a count, where a time bound would flake on a loaded machine.
+    `work` is the log the test's spies on the engine's synthesis calls append to when a call starts;
+    "cancel" is appended just before the cancel, and every worker thread has finished by the time this
+    returns (asyncio.run waits for them). The engines await one call at a time, so at most one entry may
+    follow "cancel" (the call that was already under way); more is synthesis that went on for a reply
+    nobody will hear. A count, where a time bound would flake on a loaded machine.
     """
 
     async def run() -> int:
@@ -66,15 +67,20 @@ def cancel_after_first_chunk(engine: TTSEngine, text: str, work: list[str], paus
 
         task = asyncio.create_task(consume())
         await first.wait()
+        work.append("cancel")
         task.cancel()
         try:
             await task
         except asyncio.CancelledError:
-            work.append("cancelled")
             return len(got)
         raise AssertionError("the stream finished instead of being cancelled")
 
     return asyncio.run(run())
+
+
+def after_cancel(work: list[str]) -> list[str]:
+    """The synthesis calls that started after the cancel in a `cancel_after_first_chunk` log."""
+    return work[work.index("cancel") + 1 :]
 
 
 def envelope_lag(pcm: np.ndarray, visemes: list[VisemeEvent]) -> tuple[float, float]:
