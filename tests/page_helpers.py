@@ -27,13 +27,18 @@ system_prompt: You are a test presenter. Answer in one short sentence.
 """
 
 
+INSECURE_HOST = "insecure.test"
+"""Resolves to 127.0.0.1 in the test browser, but is not localhost: pages from it are not a secure context."""
+
+
 def browser_args(mic_wav: Path) -> list[str]:
-    """A fake microphone playing `mic_wav` once, and audio allowed to start without a tap."""
+    """A fake microphone playing `mic_wav` once, audio allowed to start without a tap, and INSECURE_HOST."""
     return [
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={mic_wav.resolve()}%noloop",
         "--autoplay-policy=no-user-gesture-required",
+        f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1",
     ]
 
 

@@ -10,15 +10,25 @@ Waits have generous timeouts that only catch a hang (2 shared cores; the offline
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.page_helpers import CHROMIUM, browser_args, events_of, padded_speech, page_url, running_server
+from tests.page_helpers import (
+    CHROMIUM,
+    INSECURE_HOST,
+    browser_args,
+    events_of,
+    padded_speech,
+    page_url,
+    running_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -234,3 +244,81 @@ def test_microphone_speech_is_transcribed(page: Page, server: str, mic_wav: tupl
     assert s["you"].lower().startswith("you: the quick")
     if mode == "ptt":
         assert wait_for(page, "s.sent.audio_stop === 1")
+
+
+UNDERRUN_SCRIPT = """async () => {
+    const { Player } = await import('/static/player.js');
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const until = async (check) => {
+        for (let i = 0; i < 3000 && !check(); i++) await sleep(20);
+        if (!check()) throw new Error('timed out');
+    };
+    const chunk = (pts) => {
+        const a = new Int16Array(960);
+        for (let i = 0; i < 960; i++) a[i] = Math.round(8000 * Math.sin((2 * Math.PI * 440 * (pts + i)) / 24000));
+        return new Uint8Array(a.buffer);
+    };
+    const p = new Player();
+    await p.start(24000, 160);
+    const played = () => (p.turnStats.get(7) || { samples: 0 }).samples;
+    for (let k = 0; k < 12; k++) p.push(7, k * 960, chunk(k * 960));
+    await until(() => p.underruns > 0);
+    await sleep(300); // starved: the worklet plays silence
+    const starved = { clock: p.clock(), played: played(), underruns: p.underruns };
+    for (let k = 12; k < 24; k++) p.push(7, k * 960, chunk(k * 960));
+    await until(() => played() >= 24 * 960);
+    await sleep(100);
+    const result = { starved, after: p.clock(), played: played(), underruns: p.underruns };
+    await p.close();
+    return result;
+}"""
+
+
+def test_an_underrun_plays_silence_and_holds_the_clock(page: Page, server: str) -> None:
+    """The page's own Player module, fed by hand with a gap: the worklet and the clock as the page uses them."""
+    open_page(page, server)
+    r = page.evaluate(UNDERRUN_SCRIPT)
+    assert r["starved"]["underruns"] == 1
+    assert r["starved"]["played"] == 12 * 960
+    assert r["starved"]["clock"] == {"pts": 12 * 960, "turn": -1}  # frozen at the last sample, not running on
+    assert r["played"] == 24 * 960  # after the gap nothing was lost or played twice
+    assert r["after"] == {"pts": 24 * 960, "turn": -1}  # and the end of the second batch starves it again
+    assert r["underruns"] == 2
+
+
+def test_a_close_code_is_explained_and_reconnect_works(page: Page, server: str) -> None:
+    """Contract test for the refusal: Playwright stands in for a server closing with 4401 (wrong token);
+    the reconnect then reaches the real server."""
+    attempts: list[str] = []
+
+    def route(ws: Any) -> None:
+        attempts.append(ws.url)
+        if len(attempts) == 1:
+            ws.close(code=4401, reason="token missing or wrong")
+        else:
+            ws.connect_to_server()
+
+    page.route_web_socket(re.compile(r"/ws"), route)
+    page.goto(page_url(server))
+    s = wait_for(page, "s.closed !== null")
+    assert "[code 4401" in s["closed"] and "access token is missing or wrong" in s["closed"]
+    assert s["state"] == "disconnected"
+    assert page.is_visible("#reconnect")
+    page.click("#reconnect")
+    s = wait_for(page, "s.ready !== null && s.video.drawn > 0")
+    assert len(attempts) == 2 and s["closed"] is None
+
+
+def test_an_insecure_page_explains_the_microphone_and_still_shows_the_avatar(page: Page, server: str) -> None:
+    port = urlsplit(server).port
+    page.goto(f"http://{INSECURE_HOST}:{port}/")
+    assert page.evaluate("window.isSecureContext") is False
+    s = wait_for(page, "s.ready !== null && s.video.drawn >= 10")
+    assert s["ready"]["video"]["codec"] == "jpeg"  # WebCodecs needs a secure context too
+    assert not s["audio"]["audioMode"]  # no worklet: the wall clock paces the frames
+    note = page.inner_text("#mic-note")
+    assert "https://" in note and "localhost" in note
+    assert "unavailable" in (page.get_attribute("#talk", "class") or "")
+    page.click("#talk")
+    assert snapshot(page)["sent"].get("audio_start") is None
+    assert "audio worklet only on https://" in page.inner_text("#log")

@@ -4,16 +4,16 @@
 // Page options (query string): token, persona, codec=jpeg (force the JPEG stream), mode=handsfree,
 // aec=0|1 (echo cancellation), stats=0|1 (overlay folded/unfolded; folded by default on phones).
 
-import { Captions, joinWords } from "./captions.js";
+import { Captions } from "./captions.js";
 import { Connection, socketUrl } from "./connection.js";
 import { micUnavailableReason } from "./mic.js";
 import { Player } from "./player.js";
 import { KIND_AUDIO, KIND_VIDEO, closeMeaning } from "./protocol.js";
 import { StatsOverlay } from "./stats.js";
 import { Talk } from "./talk.js";
+import { Turns } from "./turns.js";
 import { H264_PROBE, VideoSink, canDecodeH264 } from "./video.js";
 
-const REPORT_EVERY_MS = 500; // `playback` while a turn plays
 const LOG_LINES = 60;
 
 const $ = (id) => document.getElementById(id);
@@ -60,10 +60,6 @@ if (params.get("stats") === "0" || (params.get("stats") !== "1" && innerWidth < 
 // Per-session state, reset by connect().
 let conn = null;
 let session = null; // the `ready` message
-let turns = new Map(); // turn -> {endPts, droppedAt, words: [reply messages]}
-let dropped = new Set();
-let reportTurn = 0; // the turn the last `playback` report was about
-let lastReport = 0;
 let serverState = "connecting";
 let forceJpeg = options.jpeg;
 const events = []; // received JSON messages, for the test hook
@@ -72,16 +68,18 @@ const sentLog = []; // the last ones
 
 const video = new VideoSink(ui.canvas, {
   clock: () => player.clock().pts,
-  isDropped: (turn) => dropped.has(turn),
+  isDropped: (turn) => turns.isDropped(turn),
   requestKeyframe: () => send({ type: "keyframe" }),
   onError: (message) => log("error", message),
 });
+
+const turns = new Turns({ player, video, captions, send });
 
 const talk = new Talk({
   send,
   sendBinary: (buffer) => conn && conn.sendBinary(buffer),
   interrupt: () => {
-    if (unfinishedTurns().length) stopReply();
+    if (turns.unfinished().length) stopReply();
   },
   onActive: (active) => {
     ui.talk.classList.toggle("active", active);
@@ -123,9 +121,7 @@ async function connect() {
   if (conn) conn.close();
   talk.abandon();
   session = null;
-  turns = new Map();
-  dropped = new Set();
-  reportTurn = 0;
+  turns.reset();
   captions.reset();
   player.reset();
   video.close();
@@ -136,7 +132,6 @@ async function connect() {
   const hello = { codecs };
   if (options.persona) hello.persona = options.persona;
   conn = new Connection(socketUrl(options.token), hello, {
-    onOpen: () => {},
     onEvent,
     onMedia,
     onClose: (code, reason) => onClose(code, reason),
@@ -148,8 +143,8 @@ function onClose(code, reason) {
   talk.abandon();
   serverState = "disconnected";
   showState();
-  const detail = reason ? ` — ${reason}` : "";
-  ui.closedText.textContent = `Disconnected: ${closeMeaning(code)} (code ${code}${detail}).`;
+  const detail = reason ? `: ${reason}` : "";
+  ui.closedText.textContent = `Disconnected: ${closeMeaning(code)}. [code ${code}${detail}]`;
   ui.closed.hidden = false;
   log("error", ui.closedText.textContent);
 }
@@ -180,7 +175,12 @@ async function onReady(msg) {
   } catch (e) {
     log("error", `Audio: ${e.message || e}`);
   }
-  ui.unmute.hidden = player.running;
+  updateUnmute();
+}
+
+/** The "tap for sound" button, while the browser holds audio back until a user gesture. */
+function updateUnmute() {
+  ui.unmute.hidden = player.running || !player.ctx;
 }
 
 function onEvent(msg) {
@@ -201,24 +201,14 @@ function onEvent(msg) {
       if (msg.final && msg.text) log("user", `You: ${msg.text}`);
       break;
     case "turn_start":
-      onTurnStart(msg.turn);
+      turns.started(msg.turn);
       break;
     case "reply":
-      if (dropped.has(msg.turn)) break;
-      turnInfo(msg.turn).words.push(msg);
-      captions.add(msg.turn, msg.pts, msg.text);
+      turns.words(msg);
       break;
     case "turn_end": {
-      const turn = turnInfo(msg.turn);
-      if (msg.interrupted) dropTurns([msg.turn]);
-      else {
-        turn.endPts = msg.pts;
-        captions.end(msg.turn, msg.pts);
-      }
-      // The log keeps what the user heard: a cut reply only up to where playback stopped.
-      const heard = turn.words.filter((w) => turn.droppedAt === null || w.pts < turn.droppedAt);
-      const text = heard.reduce((all, w) => joinWords(all, w.text.trim()), "");
-      if (text) log("avatar", turn.droppedAt === null ? text : `${text} …`);
+      const heard = turns.ended(msg); // a cut reply only up to where playback stopped
+      if (heard) log("avatar", heard);
       break;
     }
     case "metrics":
@@ -236,71 +226,20 @@ function onEvent(msg) {
   }
 }
 
-function turnInfo(turn) {
-  if (!turns.has(turn)) turns.set(turn, { endPts: null, droppedAt: null, words: [] });
-  return turns.get(turn);
-}
-
-function onTurnStart(turn) {
-  turnInfo(turn);
-  // An older reply that never ended normally must not play after (or over) the new one.
-  const stale = [...turns.entries()].filter(([t, info]) => t < turn && info.endPts === null).map(([t]) => t);
-  dropTurns(stale);
-}
-
 function onMedia(m) {
   if (!session) return;
   if (m.kind === KIND_VIDEO) {
     video.push(m.turn, m.pts, m.payload);
   } else if (m.kind === KIND_AUDIO) {
-    if (dropped.has(m.turn)) return;
-    if (m.turn > 0) turnInfo(m.turn);
+    if (turns.isDropped(m.turn)) return;
+    if (m.turn > 0) turns.info(m.turn);
     player.push(m.turn, m.pts, m.payload);
   }
 }
 
-// ---- turns, interruption, playback reports ----------------------------------------------------
-
-/** Turns whose audio may still be queued or still to come. */
-function unfinishedTurns() {
-  const now = player.clock().pts;
-  return [...turns.entries()].filter(([t, info]) => t > 0 && !dropped.has(t) && (info.endPts === null || info.endPts > now)).map(([t]) => t);
-}
-
-/** Drops everything held of these turns at once and tells the server how much was heard. */
-function dropTurns(list) {
-  const fresh = list.filter((t) => t > 0 && !dropped.has(t));
-  if (!fresh.length) return;
-  const clock = player.clock();
-  for (const t of fresh) {
-    dropped.add(t);
-    turnInfo(t).droppedAt = clock.pts;
-  }
-  player.drop(fresh);
-  video.drop(fresh);
-  captions.drop(fresh, clock.pts);
-  for (const t of fresh) send({ type: "playback", turn: t, played_samples: clock.pts });
-  if (fresh.includes(reportTurn)) reportTurn = 0;
-}
-
 function stopReply() {
   send({ type: "interrupt" });
-  dropTurns(unfinishedTurns());
-}
-
-function reportPlayback(clock) {
-  // Nothing audible (an underrun), or the tail of a dropped turn under the wall clock: wait.
-  if (!session || clock.turn < 0 || dropped.has(clock.turn)) return;
-  const now = performance.now();
-  if (reportTurn > 0 && clock.turn !== reportTurn && !dropped.has(reportTurn)) {
-    send({ type: "playback", turn: reportTurn, played_samples: clock.pts }); // heard to its end
-    reportTurn = 0;
-  }
-  if (clock.turn > 0 && (clock.turn !== reportTurn || now - lastReport >= REPORT_EVERY_MS)) {
-    send({ type: "playback", turn: clock.turn, played_samples: clock.pts });
-    reportTurn = clock.turn;
-    lastReport = now;
-  }
+  turns.drop(turns.unfinished());
 }
 
 function showProgress(p) {
@@ -315,13 +254,12 @@ function showProgress(p) {
 
 // ---- the display loop -------------------------------------------------------------------------
 
-let drawn = 0;
 let figures = {};
 
 function frame() {
   if (session) {
     const clock = player.clock();
-    if (video.render(clock.pts)) drawn += 1;
+    video.render(clock.pts);
     captions.update(clock.pts);
   }
   requestAnimationFrame(frame);
@@ -332,8 +270,8 @@ setInterval(() => {
   if (!session) return;
   const clock = player.clock();
   captions.update(clock.pts);
-  reportPlayback(clock);
-  ui.unmute.hidden = player.running || !player.ctx;
+  turns.report(clock);
+  updateUnmute();
 }, 100);
 
 setInterval(() => {
@@ -390,6 +328,12 @@ for (const type of ["pointerup", "pointercancel"]) {
   });
 }
 ui.talk.addEventListener("contextmenu", (e) => e.preventDefault());
+ui.talk.addEventListener("click", (e) => {
+  // Keyboard activation (Enter) of the hands-free toggle; pointers are handled on pointerdown.
+  if (e.detail !== 0 || talk.mode !== "handsfree" || micBlocked()) return;
+  if (talk.talking) talk.stop();
+  else talk.start();
+});
 
 function spaceTarget(e) {
   return e.code === "Space" && talk.mode === "ptt" && !["INPUT", "TEXTAREA", "SELECT"].includes(e.target.tagName);
@@ -431,7 +375,7 @@ ui.ask.addEventListener("submit", (e) => {
 
 ui.unmute.addEventListener("click", async () => {
   await player.resume();
-  ui.unmute.hidden = player.running;
+  updateUnmute();
 });
 ui.reconnect.addEventListener("click", () => {
   player.resume();
@@ -469,7 +413,7 @@ window.dh = {
     figures,
     caption: captions.text,
     you: ui.you.textContent,
-    dropped: [...dropped],
+    dropped: [...turns.dropped],
     events: events.map((e) => ({ ...e })),
     sent: { ...sent },
     sentLog: sentLog.map((m) => ({ ...m })),

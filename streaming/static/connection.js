@@ -12,7 +12,7 @@ export function socketUrl(token) {
 export class Connection {
   /**
    * @param hello fields of the hello message besides type/protocol ({codecs, persona?})
-   * @param handlers {onEvent(msg), onMedia(media), onOpen(), onClose(code, reason)}
+   * @param handlers {onEvent(msg), onMedia(media), onClose(code, reason)}
    */
   constructor(url, hello, handlers) {
     this.handlers = handlers;
@@ -20,10 +20,7 @@ export class Connection {
     this.closed = false;
     this.ws = new WebSocket(url);
     this.ws.binaryType = "arraybuffer";
-    this.ws.onopen = () => {
-      this.send({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
-      handlers.onOpen();
-    };
+    this.ws.onopen = () => this.send({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
     this.ws.onmessage = (e) => this.onMessage(e.data);
     this.ws.onclose = (e) => {
       if (this.closed) return;

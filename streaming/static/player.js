@@ -37,8 +37,15 @@ export class Player {
     await this.close();
     this.rate = rate;
     this.lead = Math.round((leadMs * rate) / 1000);
+    if (!window.isSecureContext || typeof AudioWorkletNode === "undefined") {
+      // The wall clock keeps video and subtitles going, silently.
+      throw new Error(
+        window.isSecureContext
+          ? "off — this browser lacks AudioWorklet"
+          : "off — browsers allow the audio worklet only on https:// pages (or http://localhost)",
+      );
+    }
     this.ctx = new AudioContext({ sampleRate: rate, latencyHint: "interactive" });
-    if (!this.ctx.audioWorklet) throw new Error("this page is not a secure context, so the browser blocks the audio worklet");
     await this.ctx.audioWorklet.addModule(new URL("player-worklet.js", import.meta.url));
     const ms = (x) => Math.round((x * rate) / 1000);
     this.node = new AudioWorkletNode(this.ctx, "dh-player", {

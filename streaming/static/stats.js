@@ -20,7 +20,7 @@ export class StatsOverlay {
     const seconds = Math.max((now - t0) / 1000, 1e-3);
     const figures = {
       fps: (drawn - d0) / seconds,
-      kbps: ((bytes - b0) * 8) / 1000 / seconds,
+      kbps: Math.max(0, ((bytes - b0) * 8) / 1000 / seconds), // a reconnect restarts the byte count
       depthMs,
       late: video.late,
       dropped: video.skipped,

@@ -157,7 +157,7 @@ export class VideoSink {
   render(clockPts) {
     let due = -1;
     while (due + 1 < this.frames.length && this.frames[due + 1].pts <= clockPts) due++;
-    if (due < 0) return false;
+    if (due < 0) return;
     const shown = this.frames[due];
     for (let i = 0; i < due; i++) {
       this.frames[i].image.close();
@@ -168,7 +168,6 @@ export class VideoSink {
     shown.image.close();
     this.stats.drawn += 1;
     this.stats.drawnByTurn[shown.turn] = (this.stats.drawnByTurn[shown.turn] || 0) + 1;
-    return true;
   }
 
   close() {
