@@ -140,6 +140,8 @@ class SessionStats:
     frames: int
     late: int
     dropped: int
+    stalls: int
+    """Late frames for a player that waits when it runs dry: each late frame restarts its schedule."""
     kbit_s: float
 
     @property
@@ -155,6 +157,8 @@ class Load:
     stats: list[SessionStats] = field(default_factory=list)
     reanchors: int = 0
     cpu_cores: float = 0.0
+    frames_per_s: float = 0.0
+    """Frames the server drew per second, all sessions together (every frame's audio reaches the client)."""
 
     @property
     def worst_late(self) -> float:
@@ -175,8 +179,13 @@ def session_stats(client: LiveClient, start: float, end: float, speaking: bool) 
     audios = [m.pts for m in window if m.kind == KIND_AUDIO]
     late = sum(m.at > t0 + (m.pts - pts0) / RATE + 1 / FPS for m in window if m.kind == KIND_VIDEO)
     dropped = sum(p not in videos for p in audios)
+    stalls = 0
+    for m in (m for m in media if m.kind == KIND_VIDEO):
+        if m.at > t0 + (m.pts - pts0) / RATE + 1 / FPS:
+            stalls += start <= m.at <= end
+            t0, pts0 = m.at, m.pts
     size = sum(len(m.payload) + 13 for m in window)
-    return SessionStats(speaking, len(videos), late, dropped, size * 8 / 1000 / (end - start))
+    return SessionStats(speaking, len(videos), late, dropped, stalls, size * 8 / 1000 / (end - start))
 
 
 async def keep_speaking(client: LiveClient, stop: asyncio.Event) -> None:
@@ -208,6 +217,7 @@ async def run_load(models: SharedModels, codec: str, mix: str, count: int) -> Lo
         load.reanchors = sum(s.media.reanchors for s in agent.sessions) - anchors
         stop.set()
         load.stats = [session_stats(c, start, end, k < speakers) for k, c in enumerate(clients)]
+        load.frames_per_s = sum(sum(start <= m.at <= end for m in c.audio()) for c in clients) / (end - start)
         for task in talkers:
             task.cancel()
         await close(clients)
@@ -320,7 +330,7 @@ def other_load() -> str:
             if int(stat.parent.name) != os.getpid() and text[text.rindex(")") + 2] == "R":
                 names[name] = names.get(name, 0) + 1
     running = ", ".join(f"{n} ×{c}" if c > 1 else n for n, c in sorted(names.items())) or "nothing else"
-    return f"load average {os.getloadavg()[0]:.1f}; other runnable processes at the end: {running}"
+    return f"load average {os.getloadavg()[0]:.1f}; other runnable processes: {running}"
 
 
 def report(loads: list[Load], turns: tuple[list[float], list[float], list[float]], llm: list[dict[str, Any]]) -> str:
@@ -352,14 +362,21 @@ def sessions_report(loads: list[Load]) -> list[str]:
         "a slow reader counts as late. 'Worst late' is the session with the most late frames. CPU is this "
         "process (server and clients), in cores. A mix stops after two failing levels in a row.",
         "",
-        "| codec | mix | sessions | worst late | median late | re-anchors | CPU (cores) | pass (< 1 %) |",
-        "|---|---|---|---|---|---|---|---|",
+        "'Stalls' counts late frames as a player that waits when it runs dry sees them (each late frame restarts "
+        "its schedule), worst session. 'CPU ms/frame' is this process's CPU time per frame drawn: with nothing "
+        "else running, 2 cores would carry about 2000 / (25 × that) sessions — an estimate, not a measurement.",
+        "",
+        "| codec | mix | sessions | worst late | median late | worst stalls | server re-anchors | frames/s drawn "
+        "| CPU (cores) | CPU ms/frame | pass (< 1 %) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for load in loads:
+        per_frame = load.cpu_cores * 1000 / max(load.frames_per_s, 1e-9)
         lines.append(
             f"| {load.codec} | {load.mix} | {load.sessions} | {load.worst_late:.1%} "
-            f"| {statistics.median(s.late_share for s in load.stats):.1%} | {load.reanchors} "
-            f"| {load.cpu_cores:.2f} | {'yes' if load.worst_late < LATE_LIMIT else 'no'} |"
+            f"| {statistics.median(s.late_share for s in load.stats):.1%} | {max(s.stalls for s in load.stats)} "
+            f"| {load.reanchors} | {load.frames_per_s:.0f} / {FPS * load.sessions} | {load.cpu_cores:.2f} "
+            f"| {per_frame:.1f} | {'yes' if load.worst_late < LATE_LIMIT else 'no'} |"
         )
     lines += ["", "| codec | mix | most sessions with < 1 % late frames | goal |", "|---|---|---|---|"]
     for codec in CODECS:
