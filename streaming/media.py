@@ -177,7 +177,12 @@ class MediaStream:
             if self.on_first_frame is not None:
                 self.on_first_frame(turn, pts)
         for sink in list(self.sinks):
-            sink.write(frame, turn, pts)
+            try:
+                sink.write(frame, turn, pts)
+            except Exception:
+                # One broken output (an RTMP worker that died, say) must not stop the others or the session.
+                log.exception("frame sink %r failed; detached", sink)
+                self.remove_sink(sink)
         if turn and self.queued_samples(turn) == 0:
             self._signal_drained(turn)
         return frame
