@@ -14,30 +14,43 @@ from pathlib import Path
 
 import pytest
 
+from streaming.rtmp_worker import AUDIO_RATE
 from tests.live_helpers import QUIET_PERSONA, open_client
+from tests.llm_server import Reply, ScriptedOpenAIServer
+from tests.rtmp_helpers import Listener, free_port
 
 BIN = Path(sys.executable).parent / "digital-human"
 
 
-def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+def start_command(tmp_path: Path, command: str, *args: str, **env: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `digital-human COMMAND --port 0 ...` and wait for its "serving on URL" line."""
     persona = tmp_path / "quiet.yaml"
     persona.write_text(QUIET_PERSONA)
-    env = os.environ | {
+    environ = os.environ | {
         "DH_AVATAR__CACHE_DIR": str(tmp_path / "avatars"),
         "DH_TTS__ENGINE": "espeak",
         "DH_AGENT__PERSONA": str(persona),
-        # An endpoint that is never called in these tests: no local LLM server to start.
+        # An endpoint that is never called unless a test says otherwise: no local LLM server to start.
         "DH_LLM__BASE_URL": "http://127.0.0.1:9/v1",
+        **env,
     }
     proc = subprocess.Popen(
-        [str(BIN), "serve", "--port", "0", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [str(BIN), command, "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("serving on "):
         proc.kill()
-        raise AssertionError(f"serve did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+        raise AssertionError(f"{command} did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
     return proc, line.removeprefix("serving on ").strip()
+
+
+def start_serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    return start_command(tmp_path, "serve", *args)
 
 
 async def test_sigterm_closes_every_client_and_the_process_exits(tmp_path: Path) -> None:
@@ -87,3 +100,48 @@ async def test_other_addresses_need_the_token_and_get_https(tmp_path: Path) -> N
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+SHOW = """# Test show
+
+## Opening
+Welcome to the test show. This is the first segment.
+
+## Middle
+This is the second segment, in the middle of the show.
+
+## Closing
+And this third segment ends the show. Good night.
+"""
+
+
+async def test_host_pushes_the_show_to_rtmp_and_answers_a_posted_question(tmp_path: Path) -> None:
+    listener = Listener(free_port())
+    show = tmp_path / "show.md"
+    show.write_text(SHOW)
+    async with ScriptedOpenAIServer() as llm:
+        llm.queue(Reply(pieces=("A comet is a ball of ice and dust.",)))
+        proc, url = await asyncio.to_thread(
+            start_command, tmp_path, "host", "--script", str(show), "--rtmp", listener.url, DH_LLM__BASE_URL=llm.url
+        )
+        try:
+            viewer = await open_client(url.replace("http://", "ws://").rstrip("/") + "/ws")
+            await viewer.until(lambda: viewer.of("turn_start"))
+            ask = url.rstrip("/") + "/api/ask?text=What+is+a+comet%3F&author=ana"
+            with urllib.request.urlopen(ask) as r:
+                assert r.status == 200
+            await viewer.until(lambda: len(viewer.of("turn_end")) >= 4, timeout=120)
+            sources = [s["source"] for s in viewer.of("turn_start")]
+            assert sources.count("script") >= 3 and "question" in sources
+            assert not any(e["interrupted"] for e in viewer.of("turn_end"))
+            spoken = " ".join(r["text"] for r in viewer.of("reply"))
+            assert "comet is a ball of ice" in spoken and "third segment" in spoken
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 20)
+    await asyncio.to_thread(listener.join)
+    assert listener.codecs == {"video": "h264", "audio": "aac"}
+    # Timelines, not counts: a picture dropped while the ingest was slow leaves its time (and its sound).
+    video_end = listener.video[-1][0] / 1000 + 1 / 25
+    audio_end = listener.audio[-1][0] / 1000 + len(listener.audio[-1][1]) / AUDIO_RATE
+    assert video_end > 5 and abs(video_end - audio_end) <= 1 / 25 + 1024 / AUDIO_RATE, (video_end, audio_end)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -18,65 +17,16 @@ from core.errors import UserError
 from core.events import Frame
 from streaming.rtmp import RtmpSink, mask_url
 from streaming.rtmp_worker import AAC_PRIMING, AUDIO_RATE, FlvPush
+from tests.rtmp_helpers import KEY, Listener, free_port
 
 FPS, RATE = 25, 24_000
 SPF = RATE // FPS
 SIZE = (256, 256)
-KEY = "test-key-42"
 AAC_BLOCK_MS = 1024 / AUDIO_RATE * 1000
 PROMPT_SECONDS = 1.0
 """What a write() may take. It only appends under a lock (microseconds); the bound is generous for a loaded
 2-core machine, yet far below the 5 s-to-forever freeze of opening an RTMP URL while holding the GIL,
 which is what these tests guard against."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Listener:
-    """One publisher's stream, decoded as it arrives; `stop_after` video frames, then it hangs up."""
-
-    def __init__(self, port: int, stop_after: int | None = None) -> None:
-        self.url = f"rtmp://127.0.0.1:{port}/live/{KEY}"
-        self.stop_after = stop_after
-        self.codecs: dict[str, str] = {}
-        self.video: list[tuple[int, float]] = []
-        """(pts in ms, mean brightness) per decoded frame."""
-        self.audio: list[tuple[int, np.ndarray]] = []
-        """(pts in ms, samples) per decoded AAC block."""
-        self.listening = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self.listening.wait(5)
-
-    def _run(self) -> None:
-        self.listening.set()
-        try:
-            with av.open(self.url, mode="r", format="flv", options={"listen": "1", "timeout": "30"}) as container:
-                self.codecs = {s.type: s.codec_context.name for s in container.streams}
-                for packet in container.demux():
-                    if not packet.size:
-                        continue
-                    for frame in packet.decode():
-                        if packet.stream.type == "video":
-                            self.video.append((frame.pts, float(frame.to_ndarray(format="gray").mean())))
-                        else:
-                            self.audio.append((frame.pts, frame.to_ndarray()[0]))
-                    if self.stop_after and len(self.video) >= self.stop_after:
-                        return
-        except OSError:
-            return  # FFmpeg ends a publisher's clean close with EIO: end of stream
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    def join(self, timeout: float = 30.0) -> None:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the listener never saw the stream end"
 
 
 @pytest.fixture(scope="module")
