@@ -1,4 +1,8 @@
-"""Progress bars on stderr that appear only for work that takes longer than a couple of seconds."""
+"""Progress bars on stderr that appear only for work that takes longer than a couple of seconds.
+
+Only on a terminal: in a log or a pipe the bar's carriage returns would be noise around the one-line
+notes and errors (tqdm's `disable=None`).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ def progress_bar(label: str) -> Iterator[Progress]:
         unit="s",
         unit_scale=False,
         delay=SHOW_AFTER_SECONDS,
+        disable=None,
         file=sys.stderr,
         leave=False,
         bar_format="{desc}: {n:.1f} s of speech [{elapsed}, {rate_fmt}]",
@@ -41,6 +46,7 @@ def fraction_bar(label: str) -> Iterator[Callable[[float], None]]:
         desc=label,
         total=100,
         delay=SHOW_AFTER_SECONDS,
+        disable=None,
         file=sys.stderr,
         leave=False,
         bar_format="{desc}: {percentage:3.0f}% [{elapsed}]",
