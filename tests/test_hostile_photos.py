@@ -190,3 +190,14 @@ def test_short_video_loops_and_says_so(tmp_path: Path) -> None:
     avatar, notices = prepare_avatar(clip, tmp_path / "cache")
     assert avatar.is_video and avatar.loop is not None and len(avatar.loop) == 50
     assert any("short.mp4 is 2.0 s long: it is played forwards and backwards" in n for n in notices)
+
+
+def test_sideways_video_is_turned_upright_frame_by_frame(tmp_path: Path, upright: PreparedAvatar) -> None:
+    """A clip filmed sideways without a rotation tag: every loop frame is turned, not just the reference."""
+    clip = hm.write_clip(tmp_path / "sideways.mp4", cv2.rotate(hm.astronaut(), cv2.ROTATE_90_CLOCKWISE), 30)
+    avatar, notices = prepare_avatar(clip, tmp_path / "cache")
+    assert "the face in sideways.mp4 was on its side: the picture was turned upright" in notices
+    assert avatar.is_video and avatar.loop is not None
+    assert avatar.size == (512, 512) and abs(lm.FaceLandmarks(avatar.points).pose()[2]) < 10
+    first = avatar.loop.frame(0)
+    assert np.abs(first.astype(int) - upright.image).mean() < 8  # an upright frame (H.264 and a 3 px sway)
