@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import secrets
 import signal
 import sys
@@ -94,7 +95,7 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> None:
     from agent.personas import load_persona
 
     load_persona(cfg.agent.persona)  # a typo is reported before any model loads
-    asyncio.run(_run(cfg, show=None))
+    asyncio.run(_run(cfg, args.avatar, show=None))
 
 
 def cmd_host(cfg: Config, args: argparse.Namespace) -> None:
@@ -113,10 +114,10 @@ def cmd_host(cfg: Config, args: argparse.Namespace) -> None:
 
         check_url(args.rtmp)
     cfg.agent.persona = persona.name
-    asyncio.run(_run(cfg, show=(persona, args.rtmp)))
+    asyncio.run(_run(cfg, args.avatar, show=(persona, args.rtmp)))
 
 
-async def _run(cfg: Config, show: tuple[Any, str | None] | None) -> None:
+async def _run(cfg: Config, avatar: Path | None, show: tuple[Any, str | None] | None) -> None:
     from agent.live import LiveAgent, SharedModels
 
     # Every session sends its rendering, encoding, voice and speech recognition to worker threads; the default
@@ -125,7 +126,7 @@ async def _run(cfg: Config, show: tuple[Any, str | None] | None) -> None:
 
     options, lines = server_options(cfg)
     notices: list[str] = []
-    models = await SharedModels.load(cfg, notices=notices)
+    models = await SharedModels.load(cfg, avatar=avatar, notices=notices)
     for n in notices:
         print(f"note: {n}", file=sys.stderr)
     agent = LiveAgent(models)
@@ -133,12 +134,13 @@ async def _run(cfg: Config, show: tuple[Any, str | None] | None) -> None:
     try:
         if show is not None:
             persona, rtmp = show
+            session = await agent.start_show(persona)
             if rtmp:
                 from streaming.rtmp import RtmpSink
 
-                renderer = models.renderer(persona)
+                renderer = session.media.renderer
                 sinks.append(RtmpSink(rtmp, renderer.fps, renderer.frame_size, renderer.sample_rate))
-            session = agent.start_show(persona, sinks)
+                session.media.add_sink(sinks[-1])
             options.http_routes["/api/ask"] = _question_route(session)
         server = LiveServer(options, agent.handle)
         await server.start()
@@ -154,6 +156,11 @@ async def _run(cfg: Config, show: tuple[Any, str | None] | None) -> None:
         for sink in sinks:
             await sink.aclose()
         await models.aclose()
+    # Worker threads may still be busy (a Whisper load, a sentence being synthesised) and hold nothing worth
+    # keeping: waiting for them would break the promise to be gone within 2 s of Ctrl-C or SIGTERM.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _question_route(session: Any) -> Any:

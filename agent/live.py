@@ -10,18 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.llm import LLMClient
-from agent.llm_local import LocalLLMServer, assemble_model
+from agent.llm_local import open_llm
 from agent.modes.prompt import persona_prefix
-from agent.personas import Persona, create_mode, load_persona
+from agent.personas import Persona, create_mode, list_personas, load_persona
 from agent.renderers import create_renderer, prepare
 from agent.session import ConversationSession, SessionOptions
 from avatar.base import Renderer
@@ -49,57 +49,81 @@ log = logging.getLogger(__name__)
 
 LOCAL_FIRST_TOKEN_S = 30.0
 WS_KEYFRAME_SECONDS = 10.0
+PERSONA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
-@dataclass
 class SharedModels:
-    """Everything heavy, loaded once per process and shared by every session."""
+    """Everything heavy, loaded once per process and shared by every session.
 
-    cfg: Config
-    tts: TTSEngine
-    llm: LLMClient | None
-    local_llm: LocalLLMServer | None = None
-    _transcriber: asyncio.Task[Transcriber] | None = None
-    _avatars: dict[Path, object] = field(default_factory=dict)
-    _voices: dict[tuple[str | None, str | None], TTSEngine] = field(default_factory=dict)
+    Loading happens in worker threads, once per key (an avatar file, a voice): a session that needs a new
+    one waits for it without freezing the other sessions' streams.
+    """
+
+    def __init__(self, cfg: Config, tts: TTSEngine, llm: LLMClient | None, avatar: Path | None = None) -> None:
+        self.cfg = cfg
+        self.tts = tts
+        self.llm = llm
+        self.avatar = avatar
+        """The user's own avatar (`--avatar`): it wins over the personas' pictures."""
+        self.stack = contextlib.AsyncExitStack()
+        self._transcriber: asyncio.Future[Transcriber] | None = None
+        self._avatars: dict[Path, asyncio.Future[Any]] = {}
+        self._voices: dict[tuple[str | None, str | None], asyncio.Future[TTSEngine]] = {}
 
     @classmethod
-    async def load(cls, cfg: Config, *, llm: bool = True, notices: list[str] | None = None) -> SharedModels:
+    async def load(cls, cfg: Config, *, avatar: Path | None = None, notices: list[str] | None = None) -> SharedModels:
         """Voice, avatar and LLM side by side; Whisper goes on loading in the background."""
         from speech.tts_select import check_tts_config, create_tts
 
         check_tts_config(cfg.tts)
-        tts_task = asyncio.create_task(asyncio.to_thread(create_tts, cfg.tts))
-        avatar_task = asyncio.create_task(asyncio.to_thread(prepare, cfg))
-        local, client = await _start_llm(cfg) if llm else (None, None)
+        tts_task = asyncio.ensure_future(asyncio.to_thread(create_tts, cfg.tts))
+        avatar_task = asyncio.ensure_future(asyncio.to_thread(prepare, cfg, avatar))
+        stack = contextlib.AsyncExitStack()
         try:
+            llm_cfg = cfg.llm
+            if llm_cfg.uses_local_model:
+                # A CPU model reads a turn's new prompt tokens (retrieved knowledge, memory) at ~100-150 tokens/s
+                # on a busy 2-core machine: its first token may take longer than a cloud endpoint's.
+                timeout = max(llm_cfg.first_token_timeout, LOCAL_FIRST_TOKEN_S)
+                llm_cfg = llm_cfg.model_copy(update={"first_token_timeout": timeout})
+            llm = await stack.enter_async_context(open_llm(llm_cfg))
             tts = await tts_task
             prepared, avatar_notices = await avatar_task
         except BaseException:
-            if local is not None:
-                local.close()
+            for task in (tts_task, avatar_task):
+                task.cancel()
+            await stack.aclose()
             raise
         if notices is not None:
             notices.extend(avatar_notices)
-        models = cls(cfg, tts, client, local)
-        models._avatars[resolve_path(cfg.avatar.source).resolve()] = prepared
-        models._voices[(None, None)] = tts
-        models._transcriber = asyncio.create_task(asyncio.to_thread(Transcriber, cfg.asr))
+        models = cls(cfg, tts, llm, avatar)
+        models.stack = stack
+        models._avatars[models._avatar_path(None)] = _done((prepared, avatar_notices))
+        models._voices[(None, None)] = _done(tts)
+        models._transcriber = asyncio.ensure_future(asyncio.to_thread(Transcriber, cfg.asr))
         return models
 
     async def transcriber(self) -> Transcriber:
-        assert self._transcriber is not None
-        return await self._transcriber
+        if self._transcriber is None:
+            raise UserError("speech recognition is not available in this server")
+        return await asyncio.shield(self._transcriber)
 
-    def renderer(self, persona: Persona | None, seed: int | None = None) -> Renderer:
-        source = resolve_path(persona.avatar if persona and persona.avatar else self.cfg.avatar.source).resolve()
-        prepared = self._avatars.get(source)
-        if prepared is None:
-            prepared, _ = prepare(self.cfg, source)
-            self._avatars[source] = prepared
+    def _avatar_path(self, persona: Persona | None) -> Path:
+        chosen = self.avatar or (persona.avatar if persona and persona.avatar else None) or self.cfg.avatar.source
+        return resolve_path(chosen).resolve()
+
+    async def renderer(self, persona: Persona | None, seed: int | None = None) -> Renderer:
+        source = self._avatar_path(persona)
+        if source not in self._avatars:
+            self._avatars[source] = asyncio.ensure_future(asyncio.to_thread(prepare, self.cfg, source))
+        try:
+            prepared, _ = await asyncio.shield(self._avatars[source])
+        except UserError:
+            del self._avatars[source]  # a bad picture is not cached: fixing the file must be enough
+            raise
         return create_renderer(self.cfg, prepared, seed=seed)
 
-    def voice(self, persona: Persona | None) -> TTSEngine:
+    async def voice(self, persona: Persona | None) -> TTSEngine:
         if persona is None or (persona.tts_engine is None and persona.voice is None):
             return self.tts
         key = (persona.tts_engine, persona.voice)
@@ -109,35 +133,28 @@ class SharedModels:
             update: dict[str, Any] = {"voice": persona.voice}
             if persona.tts_engine:
                 update["engine"] = persona.tts_engine
-            self._voices[key] = create_tts(self.cfg.tts.model_copy(update=update))
-        return self._voices[key]
+            self._voices[key] = asyncio.ensure_future(
+                asyncio.to_thread(create_tts, self.cfg.tts.model_copy(update=update))
+            )
+        try:
+            return await asyncio.shield(self._voices[key])
+        except UserError:
+            del self._voices[key]
+            raise
 
     async def aclose(self) -> None:
         if self._transcriber is not None:
             self._transcriber.cancel()
-            with contextlib.suppress(BaseException):
-                await self._transcriber
-        for voice in set(self._voices.values()):
-            await voice.aclose()
-        if self.llm is not None:
-            await self.llm.aclose()
-        if self.local_llm is not None:
-            self.local_llm.close()
+        for future in self._voices.values():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                await future.result().aclose()
+        await self.stack.aclose()
 
 
-async def _start_llm(cfg: Config) -> tuple[LocalLLMServer | None, LLMClient]:
-    if not cfg.llm.uses_local_model:
-        return None, LLMClient.from_config(cfg.llm)
-    path = await asyncio.to_thread(assemble_model, cfg.llm.local_model, cfg.llm.cache_dir.expanduser())
-    server = LocalLLMServer(
-        path, name=cfg.llm.local_model, threads=cfg.llm.local_threads, context=cfg.llm.local_context
-    )
-    await server.start()
-    label = f"the offline model {cfg.llm.local_model}"
-    # A CPU model reads a turn's new prompt tokens (retrieved knowledge, memory) at ~100-150 tokens/s on a
-    # busy 2-core machine: its first token may legitimately take longer than a cloud endpoint's.
-    llm = cfg.llm.model_copy(update={"first_token_timeout": max(cfg.llm.first_token_timeout, LOCAL_FIRST_TOKEN_S)})
-    return server, LLMClient.from_config(llm, base_url=server.base_url, model=cfg.llm.local_model, label=label)
+def _done(value: Any) -> asyncio.Future[Any]:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
 
 
 class LiveAgent:
@@ -160,7 +177,7 @@ class LiveAgent:
         task = asyncio.create_task(self.models.llm.warm(persona_prefix(persona.system_prompt)))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed warm-up only costs latency
 
-    def new_session(self, persona: Persona, name: str) -> ConversationSession:
+    async def new_session(self, persona: Persona, name: str) -> ConversationSession:
         self.warm(persona)
         options = SessionOptions(
             barge_in=self.cfg.agent.barge_in,
@@ -169,8 +186,8 @@ class LiveAgent:
         )
         return ConversationSession(
             mode=create_mode(persona, llm_available=self.models.llm is not None),
-            renderer=self.models.renderer(persona, self.seed),
-            tts=self.models.voice(persona),
+            renderer=await self.models.renderer(persona, self.seed),
+            tts=await self.models.voice(persona),
             llm=self.models.llm,
             vad=self.cfg.vad,
             options=options,
@@ -178,9 +195,9 @@ class LiveAgent:
             name=name,
         )
 
-    def start_show(self, persona: Persona, sinks: Sequence[FrameSink] = ()) -> ConversationSession:
+    async def start_show(self, persona: Persona, sinks: Sequence[FrameSink] = ()) -> ConversationSession:
         """The livestream host's one session: it runs whether or not anyone watches."""
-        self.show = self.new_session(persona, "show")
+        self.show = await self.new_session(persona, "show")
         for sink in sinks:
             self.show.media.add_sink(sink)
         self._show_task = asyncio.create_task(self.show.run(), name="show")
@@ -191,20 +208,28 @@ class LiveAgent:
             self.show.close()
             await self._show_task
 
+    def _persona(self, requested: str | None) -> Persona:
+        """A client may pick one of the installed personas by name; files are for the operator's config."""
+        if requested is None:
+            return load_persona(self.cfg.agent.persona)
+        if not PERSONA_NAME.fullmatch(requested) or requested not in list_personas():
+            raise UserError(f"no persona named {requested[:40]!r}; available: {', '.join(list_personas())}")
+        return load_persona(requested)
+
     async def handle(self, conn: Connection) -> None:
         try:
-            persona = load_persona(conn.hello.persona or self.cfg.agent.persona)
+            persona = self._persona(conn.hello.persona)
             if self.show is not None and persona.mode == "host":
                 session, own = self.show, False
             else:
-                session, own = self.new_session(persona, conn.id), True
+                session, own = await self.new_session(persona, conn.id), True
         except UserError as exc:
             conn.error("bad_persona", str(exc))
             return
         renderer = session.media.renderer
         width, height = renderer.frame_size
         # A websocket is lossless and every reply opens with a keyframe: periodic ones (~40% of the bytes at
-        # 2 s) only matter as a safety net.
+        # 2 s) only matter as a safety net. The outbox owns the encoder from here on.
         encoder = create_encoder(
             conn.hello.codec,
             width,
@@ -234,35 +259,47 @@ class LiveAgent:
         )
         session.attach(conn.outbox)
         runner = asyncio.create_task(session.run(), name=f"session {conn.id}") if own else None
+        mic: asyncio.Task[None] | None = None
         try:
             while (message := await conn.receive()) is not None:
-                await self._dispatch(session, conn, message, own)
+                if isinstance(message, AudioStart) and own:
+                    # Whisper may still be loading: the other messages (Stop, text) must not wait for it.
+                    mic = asyncio.create_task(self._open_mic(session, conn, message.sample_rate))
+                else:
+                    await self._dispatch(session, conn, message, own)
         finally:
             session.detach(conn.outbox)
+            if mic is not None:
+                mic.cancel()
             if runner is not None:
                 session.close()
                 await runner
-            encoder.close()
+
+    async def _open_mic(self, session: ConversationSession, conn: Connection, sample_rate: int) -> None:
+        try:
+            session.transcriber = await self.models.transcriber()
+        except Exception as exc:
+            log.error("speech recognition unavailable: %r", exc)
+            conn.error("asr_unavailable", "speech recognition failed to load on the server; type instead")
+            return
+        session.mic_start(sample_rate)
 
     async def _dispatch(self, session: ConversationSession, conn: Connection, message: object, own: bool) -> None:
         if isinstance(message, UserText):
             await session.user_text(message.text, time.perf_counter())
+        elif isinstance(message, Playback):
+            session.playback(message.played_samples)
+        elif isinstance(message, KeyframeRequest):
+            conn.outbox.request_keyframe()
+        elif not own:
+            # A show's viewers ask questions; only its operator (the host command) speaks or stops it.
+            conn.error("operator_only", "viewers of a show can send questions only")
         elif isinstance(message, Say):
             await session.say(message.text)
         elif isinstance(message, Interrupt):
             await session.interrupt("stop")
-        elif isinstance(message, Playback):
-            session.playback(message.turn, message.played_samples)
-        elif isinstance(message, KeyframeRequest):
-            conn.outbox.request_keyframe()
-        elif isinstance(message, AudioStart):
-            if not own:
-                conn.error("no_microphone", "a live show takes typed questions, not the microphone")
-                return
-            session.transcriber = await self.models.transcriber()
-            session.mic_start(message.sample_rate)
         elif isinstance(message, MicAudio):
-            if own and not session.mic_audio(np.frombuffer(message.pcm, "<i2")):
+            if session.mic_open and not session.mic_audio(np.frombuffer(message.pcm, "<i2")):
                 conn.error("busy", "speech recognition is behind; microphone audio dropped")
         elif isinstance(message, AudioStop):
             session.mic_stop()

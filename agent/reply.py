@@ -86,8 +86,8 @@ class Reply:
         """Its first audio has been fed (turn_start was sent)."""
         self.interrupted = False
         self._words: list[_Word] = []
-        self._sentences: list[tuple[str, int, int]] = []
-        """(text, start pts, end pts) of every sentence fed so far."""
+        self._sentences: list[list[Any]] = []
+        """[text, start pts, end pts so far] of every sentence begun."""
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> asyncio.Task[None]:
@@ -100,8 +100,7 @@ class Reply:
         self.media.cancel(self.turn)
         if self.task is not None and not self.task.done():
             self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            await asyncio.wait({self.task})  # not `await task`: our caller's own cancellation must not be eaten
 
     def spoken_text(self) -> str:
         return " ".join(text for text, _, _ in self._sentences)
@@ -124,14 +123,19 @@ class Reply:
         return " ".join(h for h in heard if h)
 
     async def _run(self) -> None:
-        for step in self.steps:
-            if isinstance(step, Say):
-                for sentence in split_for_speech(step.text):
-                    await self._speak(sentence)
-            else:
-                await self._generate(step)
-        await self.media.wait_drained(self.turn)
-        self.media.end_turn(self.turn)
+        try:
+            for step in self.steps:
+                if isinstance(step, Say):
+                    for sentence in split_for_speech(step.text):
+                        await self._speak(sentence)
+                else:
+                    await self._generate(step)
+            await self.media.wait_drained(self.turn)
+        except Exception:
+            self.media.cancel(self.turn)  # a failed voice or step: nothing of it may keep playing
+            raise
+        finally:
+            self.media.end_turn(self.turn)
 
     async def _generate(self, step: Generate) -> None:
         if self.llm is None:
@@ -172,8 +176,7 @@ class Reply:
 
     async def _speak(self, sentence: str) -> None:
         asked = time.perf_counter()
-        first_chunk = True
-        start_pts = end_pts = None
+        entry: list[Any] | None = None
         async for item in self.tts.stream(sentence):
             if isinstance(item, Notice):
                 self.broadcast("notice", message=item.message)
@@ -185,18 +188,15 @@ class Reply:
                 self.started = True
                 self.metrics.mark("tts_first_audio_ms")
                 self.metrics.set("tts_latency_ms", (time.perf_counter() - asked) * 1000)
-                self.metrics.mark("first_audio_fed_ms")
                 self.broadcast("turn_start", turn=self.turn, pts=pts, source=self.source)
                 self.broadcast("state", state="speaking")
-            if first_chunk:
-                first_chunk = False
-                start_pts = pts
+            if entry is None:
+                # Recorded at its first audio, so an interruption mid-sentence still knows what was heard of it.
+                entry = [sentence, pts, pts]
+                self._sentences.append(entry)
                 self.broadcast("reply", turn=self.turn, text=sentence, pts=pts)
-            rate = item.sample_rate
-            self._words += [_Word(w.text, pts + int(w.end * rate)) for w in item.words]
-            end_pts = pts + len(item.pcm)
-        if start_pts is not None and end_pts is not None:
-            self._sentences.append((sentence, start_pts, end_pts))
+            self._words += [_Word(w.text, pts + int(w.end * item.sample_rate)) for w in item.words]
+            entry[2] = pts + len(item.pcm)
 
 
 def _apology(language: str | None) -> str:

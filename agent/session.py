@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 metrics_log = logging.getLogger("digital_human.metrics")
 
 BargeIn = Literal["off", "stop", "voice"]
-IDLE_POLL_SECONDS = 0.25
+IDLE_CHECK_FRAMES = 5
+"""The mode's idle policy is asked every 5 frames (0.2 s at 25 fps)."""
 MIC_QUEUE = 64
 
 
@@ -78,18 +79,24 @@ class ConversationSession:
         self.name = name
         self.media = MediaStream(renderer, self.clock, lead=self.options.lead)
         self.media.on_first_frame = self._first_frame_drawn
+        self.media.on_frame = self._on_frame
         self.viewers: list[Viewer] = []
         self.reply: Reply | None = None
         self.turns = 0
         self.last_metrics: dict[str, Any] | None = None
         self._state = "idle"
         self._progress: dict | None = None
-        self._idle_since = self.clock.now()
+        self._idle_since = 0
+        """Pts at which the avatar last fell silent or the user last spoke: idle time is stream time."""
         self._played: tuple[int, float] | None = None
         self._detector: TurnDetector | None = None
         self._asr: TurnTranscriber | None = None
         self._mic: asyncio.Queue[np.ndarray | None] = asyncio.Queue(MIC_QUEUE)
         self._barge_start: float | None = None
+        self.user_speech_started = 0
+        """Times the voice detector heard the user start speaking (for tests and metrics)."""
+        self._turn_lock = asyncio.Lock()
+        """One reply at a time: cancelling the old one and starting the next must not interleave with another."""
         self._tasks: list[asyncio.Task[Any]] = []
         self._closed = asyncio.Event()
 
@@ -128,11 +135,8 @@ class ConversationSession:
 
     async def run(self) -> None:
         """Pace the media and run the mode until `close()`."""
-        self._tasks = [
-            asyncio.create_task(self.media.run(), name=f"{self.name} media"),
-            asyncio.create_task(self._listen(), name=f"{self.name} mic"),
-            asyncio.create_task(self._idle_loop(), name=f"{self.name} idle"),
-        ]
+        for job in (self.media.run(), self._listen()):
+            self._spawn(job)
         greeting = self.mode.greeting()
         self._sync_progress()
         if greeting:
@@ -169,10 +173,11 @@ class ConversationSession:
     async def interrupt(self, reason: str = "stop") -> None:
         """The user's Stop: ends the current reply unless barge-in is configured off."""
         if self.options.barge_in != "off":
-            await self._cancel_reply(reason)
+            async with self._turn_lock:
+                await self._cancel_reply(reason)
 
     async def _cancel_reply(self, reason: str) -> None:
-        """Stop the current reply at once; history keeps what the user heard of it."""
+        """Stop the current reply at once; history keeps what the user heard of it. Hold `_turn_lock`."""
         reply = self.reply
         if reply is None:
             return
@@ -182,7 +187,7 @@ class ConversationSession:
         heard = reply.heard_text(self._played_pts()) if reply.started else ""
         self._end(reply, heard)
 
-    def playback(self, turn: int, played_samples: int) -> None:
+    def playback(self, played_samples: int) -> None:
         """A client's report of how far it has played the session's audio."""
         if played_samples <= self.media.pts:
             self._played = (played_samples, self.clock.now())
@@ -192,6 +197,10 @@ class ConversationSession:
             raise RuntimeError("this session has no speech recognition")
         self._detector = TurnDetector(self.vad, sample_rate)
         self._asr = TurnTranscriber(self.transcriber)
+
+    @property
+    def mic_open(self) -> bool:
+        return self._detector is not None
 
     def mic_audio(self, pcm: np.ndarray) -> bool:
         """Queue microphone samples; False when the recogniser is too far behind (the chunk is dropped)."""
@@ -211,17 +220,22 @@ class ConversationSession:
     # Replies.
 
     async def _respond(self, text: str, language: str | None, metrics: ReplyMetrics, source: str) -> None:
-        if not self.mode.user_interrupts and self.reply is not None:
-            self.mode.on_user(text, language)  # queued (a viewer's question): the show goes on
-            return
-        await self._cancel_reply("new message")
-        steps = self.mode.on_user(text, language)
-        self._sync_progress()
-        self._idle_since = self.clock.now()
-        await self._start(steps, source, metrics, language)
+        async with self._turn_lock:
+            if not self.mode.user_interrupts and self.reply is not None:
+                self.mode.on_user(text, language)  # queued (a viewer's question): the show goes on
+                return
+            await self._cancel_reply("new message")
+            steps = self.mode.on_user(text, language)
+            self._sync_progress()
+            self._idle_since = self.media.pts
+            self._begin(steps, source, metrics, language)
 
     async def _start(self, steps: list[Step], source: str, metrics: ReplyMetrics, language: str | None = None) -> None:
-        await self._cancel_reply("new turn")
+        async with self._turn_lock:
+            await self._cancel_reply("new turn")
+            self._begin(steps, source, metrics, language)
+
+    def _begin(self, steps: list[Step], source: str, metrics: ReplyMetrics, language: str | None) -> None:
         if not steps:
             self._set_state("idle")
             return
@@ -256,24 +270,25 @@ class ConversationSession:
     def _end(self, reply: Reply, heard: str) -> None:
         self.mode.on_reply_done(heard, reply.interrupted)
         self._sync_progress()
-        self._idle_since = self.clock.now()
+        self._idle_since = self.media.pts
         self._set_state("listening" if self._detector is not None and self._detector.speaking else "idle")
         event = metrics_event(reply)
         self.last_metrics = event
         self.broadcast("metrics", **event)
         metrics_log.info(json.dumps({"session": self.name, **event}))
 
-    def _first_frame_drawn(self, turn: int, pts: int) -> None:
+    def _first_frame_drawn(self, turn: int) -> None:
         if self.reply is not None and self.reply.turn == turn:
             self.reply.metrics.mark("first_frame_drawn_ms")
 
-    def first_frame_sent(self, turn: int, pts: int, at: float) -> None:
+    def first_frame_sent(self, turn: int, at: float) -> None:
         """A viewer sent the first frame of `turn`: the end-to-end latency as the user sees it."""
         if self.reply is not None and self.reply.turn == turn:
-            self.reply.metrics.mark("end_to_end_ms", at)
-            fed = self.reply.metrics.values.get("first_audio_fed_ms")
-            if fed is not None:
-                self.reply.metrics.set("frame_after_audio_ms", self.reply.metrics.values["end_to_end_ms"] - fed)
+            metrics = self.reply.metrics
+            metrics.mark("end_to_end_ms", at)
+            first_audio = metrics.values.get("tts_first_audio_ms")
+            if first_audio is not None:
+                metrics.set("frame_after_audio_ms", metrics.values["end_to_end_ms"] - first_audio)
 
     def _played_pts(self) -> int:
         """Where the client's playback is now: its last report moved on by the time since (never past what was sent)."""
@@ -282,17 +297,17 @@ class ConversationSession:
         pts, at = self._played
         return min(self.media.pts, pts + int((self.clock.now() - at) * self.media.sample_rate))
 
-    # The host's script runs on idle.
+    # A show's script runs on idle, measured on the stream's own timeline (what viewers experience).
 
-    async def _idle_loop(self) -> None:
-        while True:
-            await self.clock.sleep_until(self.clock.now() + IDLE_POLL_SECONDS)
-            if self.reply is not None or self._state == "listening":
-                continue
-            steps = self.mode.on_idle(self.clock.now() - self._idle_since)
-            if steps:
-                source = "question" if any(isinstance(s, Generate) for s in steps) else "script"
-                await self._start(steps, source, ReplyMetrics(time.perf_counter()))
+    def _on_frame(self, pts: int) -> None:
+        if (pts // self.media.samples_per_frame) % IDLE_CHECK_FRAMES:
+            return
+        if self.reply is not None or self._state == "listening" or self._turn_lock.locked():
+            return
+        steps = self.mode.on_idle((pts - self._idle_since) / self.media.sample_rate)
+        if steps:
+            source = "question" if any(isinstance(s, Generate) for s in steps) else "script"
+            self._spawn(self._start(steps, source, ReplyMetrics(time.perf_counter())))
 
     # Listening.
 
@@ -309,13 +324,15 @@ class ConversationSession:
             now = time.perf_counter()
             for ev in events:
                 self._on_turn_event(ev, detector, now)
-            if pcm is None:
-                self._detector = None
+            if pcm is None and self._detector is detector:
+                self._detector = None  # unless audio_start has already installed the next one
             self._check_barge_in(detector)
 
     def _on_turn_event(self, ev: object, detector: TurnDetector, now: float) -> None:
         assert self._asr is not None
         if isinstance(ev, UserStartedSpeaking):
+            self.user_speech_started += 1
+            self._idle_since = self.media.pts
             if self.reply is not None and self.reply.started and self.options.barge_in == "voice":
                 self._barge_start = ev.start
             elif self.reply is None:
@@ -324,8 +341,9 @@ class ConversationSession:
             self._asr.observe(ev)
         elif isinstance(ev, UserStoppedSpeaking):
             self._barge_start = None
-            if self.reply is not None:
+            if self.reply is not None and self.reply.started:
                 return  # a short sound over the reply ("mm-hm", a cough): not a turn
+            # While the avatar is still thinking, the user may have rephrased: the new words are the turn.
             # The speech ended (detector.time - ev.end) seconds of stream ago: that is the turn's origin.
             origin = now - max(0.0, detector.time - ev.end)
             self._spawn(self._answer_voice(ev, origin, self._asr))
@@ -339,7 +357,16 @@ class ConversationSession:
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._tasks = [t for t in self._tasks if not t.done()]
-        self._tasks.append(asyncio.create_task(coro))
+        task = asyncio.create_task(coro)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """A background job that crashed ends the session loudly (a dead microphone or a frozen show would not)."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s: %s failed: %r", self.name, task.get_coro().__qualname__, task.exception())
+            self.broadcast("error", code="internal", message="the session failed on the server; please reconnect")
+            self.close()
 
     async def _answer_voice(self, turn: UserStoppedSpeaking, origin: float, asr: TurnTranscriber) -> None:
         self._set_state("thinking")

@@ -72,12 +72,16 @@ class MediaStream:
         """Frames handed to the renderer so far (the next frame's pts is `frames * samples_per_frame`)."""
         self.reanchors = 0
         """Times the loop fell behind by more than `max_behind_frames` and restarted its schedule."""
-        self.on_first_frame: Callable[[int, int], None] | None = None
-        """Called with (turn, pts) when the first frame of a turn goes to the sinks."""
+        self.on_first_frame: Callable[[int], None] | None = None
+        """Called with the turn when the first frame of a turn goes to the sinks."""
+        self.on_frame: Callable[[int], None] | None = None
+        """Called with each frame's pts once it has gone to the sinks (the session's idle policy runs on it)."""
         self._segments: deque[_Segment] = deque()
         self._pending: deque[_Pending] = deque()
-        self._cancelled: set[int] = set()
-        self._started_turns: set[int] = set()
+        self._over = 0
+        """Every turn up to this one has ended or been cancelled (turns only ever increase)."""
+        self._first_sent = 0
+        self._reset = False
         self._drained: dict[int, asyncio.Event] = {}
         self._active = 0
         self._closed = False
@@ -101,28 +105,29 @@ class MediaStream:
 
     def feed(self, turn: int, pcm: np.ndarray, visemes: Sequence[VisemeEvent] = ()) -> int:
         """Queue a turn's speech; returns the pts at which its first sample will play."""
-        if turn <= 0:
-            raise ValueError("speech belongs to a turn numbered from 1")
+        if turn <= self._over:
+            raise ValueError(f"turn {turn} is over; speech belongs to a new turn")
         start = self.pts + self.queued_samples()
         if len(pcm):
             self._pending.append(_Pending(turn, pcm, visemes))
-            self._cancelled.discard(turn)
             self._active = turn
         return start
 
     def end_turn(self, turn: int) -> None:
-        """The turn has no more speech: frames go back to idle (turn 0) once its audio has played."""
-        if self._active == turn:
+        """The turn has no more speech: later frames are idle (turn 0), even those already being drawn."""
+        self._over = max(self._over, turn)
+        if self._active <= turn:
             self._active = 0
 
     def cancel(self, turn: int) -> None:
-        """Drop everything of `turn` at once: queued audio, the renderer's queue, what sinks still hold."""
-        self._cancelled.add(turn)
+        """Drop everything of `turn` at once: queued audio, the renderer's queue, what sinks still hold.
+
+        The renderer itself is reset between two frames (a reset now would wait for the frame being drawn,
+        on the event loop); a frame of the turn drawn meanwhile goes out silent, as idle.
+        """
         self.end_turn(turn)
-        if len(self._cancelled) > 64:
-            self._cancelled = set(sorted(self._cancelled)[-32:])
         if any(s.turn == turn for s in self._segments):
-            self.renderer.reset()
+            self._reset = True
             self._segments = deque(s for s in self._segments if s.turn != turn)
         self._pending = deque(p for p in self._pending if p.turn != turn)
         for sink in self.sinks:
@@ -142,7 +147,10 @@ class MediaStream:
             event.set()
 
     def _next_frame_turn(self) -> int:
-        """Apply pending feeds, then account for the samples the next frame will consume."""
+        """Apply a pending reset and feeds, then account for the samples the next frame will consume."""
+        if self._reset:
+            self._reset = False
+            self.renderer.reset()
         while self._pending:
             item = self._pending.popleft()
             self.renderer.feed(item.pcm, item.visemes)
@@ -166,16 +174,14 @@ class MediaStream:
         pts = self.pts
         self.frames += 1
         frame = await asyncio.to_thread(self.renderer.render_next)
-        if turn in self._cancelled:
-            # Drawn while its turn was being interrupted: its sound must not reach anyone.
+        if turn and turn <= self._over:
+            # Drawn while its turn ended or was interrupted: it goes out as idle, and silent.
             frame.audio = np.zeros_like(frame.audio)
             turn = 0
-        if turn and turn not in self._started_turns:
-            self._started_turns.add(turn)
-            if len(self._started_turns) > 64:
-                self._started_turns = set(sorted(self._started_turns)[-32:])
+        if turn > self._first_sent:
+            self._first_sent = turn
             if self.on_first_frame is not None:
-                self.on_first_frame(turn, pts)
+                self.on_first_frame(turn)
         for sink in list(self.sinks):
             try:
                 sink.write(frame, turn, pts)
@@ -185,6 +191,8 @@ class MediaStream:
                 self.remove_sink(sink)
         if turn and self.queued_samples(turn) == 0:
             self._signal_drained(turn)
+        if self.on_frame is not None:
+            self.on_frame(pts)
         return frame
 
     async def run(self) -> None:

@@ -53,16 +53,19 @@ class _Media:
 class Outbox:
     """Implements `streaming.media.FrameSink` for one websocket client."""
 
-    def __init__(self, ws: ServerConnection, fps: int = 25) -> None:
+    def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
-        self.fps = fps
+        self.fps = 25
         self.encoder: VideoEncoder | None = None
-        self.on_first_frame_sent: Callable[[int, int, float], None] | None = None
-        """Called with (turn, pts, perf_counter time) when a turn's first frame has been sent."""
+        """Owned from `start_video` on: closed when the sender stops, never while it may be encoding."""
+        self.on_first_frame_sent: Callable[[int, float], None] | None = None
+        """Called with (turn, perf_counter time) when a turn's first frame has been sent."""
         self._queue: deque[_Media | str] = deque()
         self._wake = asyncio.Event()
-        self._dropped_turns: set[int] = set()
-        self._last_turn = 0
+        self._empty = asyncio.Event()
+        self._dropped = 0
+        """Every turn up to this one has been dropped or is over (turns only ever increase)."""
+        self._first_sent = 0
         self._want_key = True
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
@@ -75,16 +78,19 @@ class Outbox:
         self.fps = fps
         self._want_key = True
 
+    def _put(self, item: _Media | str) -> None:
+        self._queue.append(item)
+        self._empty.clear()
+        self._wake.set()
+
     def send_event(self, kind: str, **fields: Any) -> None:
         if not self._closed:
-            self._queue.append(event(kind, **fields))
-            self._wake.set()
+            self._put(event(kind, **fields))
 
     def write(self, frame: Frame, turn: int, pts: int) -> None:
         if self._closed or self.encoder is None:
             return
-        self._queue.append(_Media(frame, turn, pts))
-        self._wake.set()
+        self._put(_Media(frame, turn, pts))
         if len(self._queue) > MAX_BACKLOG_SECONDS * self.fps:
             log.warning("client too slow even for audio: disconnecting")
             self._closed = True
@@ -92,9 +98,8 @@ class Outbox:
             self._closing = asyncio.ensure_future(self.ws.close(CLOSE_TOO_SLOW, "client too slow"))
 
     def drop_turn(self, turn: int) -> None:
-        self._dropped_turns.add(turn)
-        if len(self._dropped_turns) > 64:
-            self._dropped_turns = set(sorted(self._dropped_turns)[-32:])
+        """Forget what is queued of `turn`: its pts are skipped, and the `turn_end` that follows says why."""
+        self._dropped = max(self._dropped, turn)
         self._queue = deque(m for m in self._queue if not (isinstance(m, _Media) and m.turn == turn))
 
     def request_keyframe(self) -> None:
@@ -102,9 +107,9 @@ class Outbox:
 
     async def flush(self, timeout: float = 2.0) -> None:
         """Until everything queued has been sent (e.g. a last error before the server closes)."""
-        deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline and not self._closed:
-            await asyncio.sleep(0.01)
+        if self._queue and not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._empty.wait(), timeout)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -112,9 +117,10 @@ class Outbox:
 
     async def run(self) -> None:
         """Send until the connection closes; returns quietly when the client vanishes."""
-        with contextlib.suppress(ConnectionClosed):
+        try:
             while True:
                 while not self._queue:
+                    self._empty.set()
                     if self._closed:
                         return
                     self._wake.clear()
@@ -125,19 +131,28 @@ class Outbox:
                     self.bytes_sent += len(item)
                 else:
                     await self._send_media(item)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("sending to a client failed")
+        finally:
+            self._closed = True
+            if self.encoder is not None:
+                self.encoder.close()
 
     async def _send_media(self, item: _Media) -> None:
         assert self.encoder is not None
         backlog = sum(1 for m in self._queue if isinstance(m, _Media))
-        new_turn = item.turn != self._last_turn and item.turn != 0
-        self._last_turn = item.turn
+        new_turn = item.turn > self._first_sent
         messages: list[bytes] = []
         if backlog < VIDEO_BACKLOG_FRAMES or new_turn:
             key = self._want_key or new_turn
             encoded = await asyncio.to_thread(self.encoder.encode, item.frame.image, keyframe=key)
             self._want_key = False
-            if item.turn in self._dropped_turns:
-                return  # interrupted while it was being encoded
+            if item.turn and item.turn <= self._dropped:
+                # Interrupted while it was being encoded: not sent, so the next picture must not refer to it.
+                self._want_key = True
+                return
             flags = VIDEO_FLAG_KEY if encoded.keyframe else 0
             messages.append(pack_media(KIND_VIDEO, item.turn, item.pts, bytes([flags]) + encoded.data))
         else:
@@ -147,5 +162,7 @@ class Outbox:
             await self.ws.send(m)
             self.bytes_sent += len(m)
         self.frames_sent += 1
-        if new_turn and self.on_first_frame_sent is not None:
-            self.on_first_frame_sent(item.turn, item.pts, time.perf_counter())
+        if new_turn:
+            self._first_sent = item.turn
+            if self.on_first_frame_sent is not None:
+                self.on_first_frame_sent(item.turn, time.perf_counter())

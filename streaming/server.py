@@ -85,6 +85,7 @@ class ServerOptions:
     static_dir: Path = STATIC_DIR
     http_routes: dict[str, Callable[[dict[str, list[str]]], tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     """Extra GET endpoints answering JSON, e.g. `/api/ask` for a live show's question queue."""
+    hello_timeout: float = HELLO_TIMEOUT
 
 
 class _RateLimit:
@@ -114,6 +115,8 @@ class Connection:
         self.outbox = outbox
         self.inbox: asyncio.Queue[ClientMessage | None] = asyncio.Queue(INBOX_SIZE)
         self.mic_rate: int | None = None
+        self.mic_started = 0.0
+        self.mic_samples = 0
 
     @property
     def remote(self) -> str:
@@ -192,20 +195,34 @@ class LiveServer:
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
+        host = request.headers.get("Host", "")
+        if not self.options.token and not self._host_allowed(host):
+            # Without a token, only names of this machine: a web page that rebinds its own domain to
+            # 127.0.0.1 must not reach the avatar (its Origin and Host would agree).
+            return _response(HTTPStatus.FORBIDDEN, b"unknown host name; use localhost or 127.0.0.1\n", "text/plain")
         if url.path == "/ws":
             origin = request.headers.get("Origin")
-            if origin is not None and not self._origin_allowed(origin, request.headers.get("Host", "")):
+            if origin is not None and not self._origin_allowed(origin, host):
                 return _response(HTTPStatus.FORBIDDEN, b"origin not allowed\n", "text/plain")
             return None
         if url.path == "/healthz":
             return _json(HTTPStatus.OK, self.health())
         if url.path in self.options.http_routes:
+            # A state-changing GET: other sites' pages (an <img>, a form) must not trigger it.
+            if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+                return _json(HTTPStatus.FORBIDDEN, {"error": "cross-site request refused"})
             query = parse_qs(url.query)
             if self.options.token and not _token_ok(self.options.token, query.get("token", [None])[0]):
                 return _json(HTTPStatus.UNAUTHORIZED, {"error": "token missing or wrong"})
             status, body = self.options.http_routes[url.path](query)
             return _json(HTTPStatus(status), body)
         return self._static(url.path)
+
+    def _host_allowed(self, host: str) -> bool:
+        name = urlsplit(f"//{host}").hostname or ""
+        allowed = {"localhost", "127.0.0.1", "::1", self.options.host}
+        allowed |= {urlsplit(o).hostname or "" for o in self.options.allowed_origins}
+        return name in allowed
 
     def _origin_allowed(self, origin: str, host: str) -> bool:
         if origin in self.options.allowed_origins:
@@ -260,7 +277,7 @@ class LiveServer:
             await ws.close(CLOSE_UNAUTHORIZED, "token wrong")
             return None
         try:
-            raw = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT)
+            raw = await asyncio.wait_for(ws.recv(), self.options.hello_timeout)
         except TimeoutError:
             await ws.close(CLOSE_HELLO_TIMEOUT, "no hello")
             return None
@@ -346,6 +363,12 @@ class LiveServer:
                 raise ProtocolError("microphone audio before audio_start", "mic_not_started")
             if len(mic.pcm) > 2 * conn.mic_rate * MAX_MIC_SECONDS:
                 raise ProtocolError("microphone frame longer than 1 s")
+            # A microphone delivers audio in real time: more than that (plus 1 s of slack) is a flood that
+            # would run the voice detector and recogniser for everyone else's CPU.
+            conn.mic_samples += len(mic.pcm) // 2
+            if conn.mic_samples > (now - conn.mic_started + MAX_MIC_SECONDS) * conn.mic_rate:
+                conn.mic_samples -= len(mic.pcm) // 2
+                raise ProtocolError("microphone audio faster than real time; dropped", "rate_limited")
             return mic
         if not all_limit.allow(now):
             raise ProtocolError("too many messages; slow down", "rate_limited")
@@ -356,6 +379,7 @@ class LiveServer:
             raise ProtocolError(f"at most {USER_MESSAGES_PER_10S} messages per 10 s", "rate_limited")
         if isinstance(message, AudioStart):
             conn.mic_rate = message.sample_rate
+            conn.mic_started, conn.mic_samples = now, 0
         elif isinstance(message, AudioStop):
             if conn.mic_rate is None:
                 return None
@@ -364,7 +388,12 @@ class LiveServer:
 
 
 def _token_ok(expected: str, given: str | None) -> bool:
-    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+    if given is None:
+        return False
+    try:
+        return hmac.compare_digest(expected.encode(), given.encode())
+    except UnicodeEncodeError:  # a lone surrogate from a hostile client
+        return False
 
 
 def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from agent.live import LiveAgent, SharedModels
 from agent.llm import LLMClient
@@ -36,6 +37,7 @@ class LiveClient:
     log: list[tuple[str, Any]] = field(default_factory=list)
     """Everything in arrival order: ("event", dict) or ("media", Media)."""
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
 
     async def reader(self) -> None:
         try:
@@ -51,7 +53,7 @@ class LiveClient:
                     item = Media(kind, turn, pts, payload, now)
                     self.media.append(item)
                     self.log.append(("media", item))
-        except Exception:
+        except ConnectionClosed:
             pass
         finally:
             self.closed.set()
@@ -84,7 +86,7 @@ class LiveClient:
 async def open_client(url: str, hello: dict[str, Any] | None = None, **connect_args: Any) -> LiveClient:
     ws = await connect(url, max_size=None, **connect_args)
     client = LiveClient(ws)
-    client.task = asyncio.create_task(client.reader())  # type: ignore[attr-defined]
+    client.task = asyncio.create_task(client.reader())
     if hello is not False:
         await client.send("hello", **({"protocol": 1, "codecs": ["jpeg"]} | (hello or {})))
     return client
@@ -116,11 +118,14 @@ def shared_models(
 ) -> SharedModels:
     """SharedModels from already-loaded parts (the real ones, loaded once per test module)."""
     models = SharedModels(cfg, tts, llm)
-    models._avatars[resolve_path(cfg.avatar.source).resolve()] = prepared
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[Any] = loop.create_future()
+    ready.set_result((prepared, []))
+    models._avatars[resolve_path(cfg.avatar.source).resolve()] = ready
     if transcriber is not None:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        future.set_result(transcriber)
-        models._transcriber = future  # type: ignore[assignment]
+        loaded: asyncio.Future[Any] = loop.create_future()
+        loaded.set_result(transcriber)
+        models._transcriber = loaded
     return models
 
 

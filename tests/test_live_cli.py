@@ -61,7 +61,6 @@ async def test_sigterm_closes_every_client_and_the_process_exits(tmp_path: Path)
         clients = [await open_client(ws_url) for _ in range(2)]
         for c in clients:
             await c.until(lambda c=c: len(c.media) > 10)
-        await asyncio.sleep(3.0)  # let Whisper finish loading in the background, as in real use
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         for c in clients:
@@ -71,8 +70,8 @@ async def test_sigterm_closes_every_client_and_the_process_exits(tmp_path: Path)
         code = await asyncio.to_thread(proc.wait, 20)
         exited = time.monotonic() - sent
         assert code == 0
-        # The target is 2 s (close frames within 1.5 s); a loaded 2-core CI machine gets some slack.
-        assert closed < 2.0 and exited < 5.0, (closed, exited)
+        # Even while Whisper is still loading in the background (it just started): worker threads are not awaited.
+        assert closed < 2.0 and exited < 2.0, (closed, exited)
     finally:
         proc.kill()
 

@@ -328,3 +328,105 @@ async def test_a_client_that_reads_slowly_loses_video_never_audio(live) -> None:
     assert np.all(np.diff(audio_pts) == SPF)  # every audio slice arrived, in order, no gap
     assert videos < len(audio_pts)  # pictures were dropped to catch up
     await ws.close()
+
+
+async def test_a_client_cannot_name_a_persona_file(live) -> None:
+    server, _ = live
+    for name in ("/etc/passwd", "../personas/presenter", "presenter.yaml"):
+        client = await open_client(ws_url(server), {"persona": name})
+        await client.closed.wait()
+        assert client.of("error")[0]["code"] == "bad_persona"
+        assert "no persona named" in client.of("error")[0]["message"]
+    named = await open_client(ws_url(server), {"persona": "tutor"})
+    ready = (await named.until(lambda: named.of("ready")))[0]
+    assert ready["mode"] == "tutor"
+    await named.ws.close()
+
+
+async def test_two_messages_at_once_make_one_turn_each_in_order(live) -> None:
+    server, _ = live
+    client = await open_client(ws_url(server))
+    await client.send("say", text="The first thing I say is fairly long, so the others cut it short.")
+    await client.until(lambda: client.of("turn_start"))
+    await client.send("say", text="Second.")
+    await client.send("say", text="Third and last.")
+    await client.until(lambda: any(e["turn"] == 3 and not e["interrupted"] for e in client.of("turn_end")))
+    starts = [e["turn"] for e in client.of("turn_start")]
+    ends = [(e["turn"], e["interrupted"]) for e in client.of("turn_end")]
+    assert starts[0] == 1 and starts[-1] == 3
+    assert ends == [(1, True), (2, True), (3, False)] or ends == [(1, True), (3, False)]
+    assert all(t in {e for e, _ in ends} for t in starts)  # every turn that started also ended
+    await client.ws.close()
+
+
+async def test_h264_stays_decodable_across_an_interrupt(live) -> None:
+    server, _ = live
+    client = await open_client(ws_url(server), {"codecs": ["h264"]})
+    await client.send("say", text="I am going to be interrupted in the middle of this rather long sentence.")
+    await client.until(lambda: len([m for m in client.video() if m.turn == 1]) >= 8)
+    await client.send("interrupt")
+    await client.until(lambda: client.of("turn_end"))
+    await client.send("say", text="Back again.")
+    await client.until(lambda: len(client.of("turn_end")) >= 2)
+    decoder = av.CodecContext.create("h264", "r")
+    decoded = sent = 0
+    for v in client.video():
+        sent += 1
+        decoded += len(decoder.decode(av.Packet(v.payload[1:])))
+    assert decoded == sent  # every picture sent decoded, with no reference to a picture never sent
+    await client.ws.close()
+
+
+async def test_a_voice_failing_mid_reply_ends_the_turn_and_its_sound(parts) -> None:
+    cfg, prepared, tts = parts
+
+    class Broken:
+        """The real voice for two chunks, then a failure (a crashed engine)."""
+
+        name = "broken"
+        sample_rate = tts.sample_rate
+
+        async def stream(self, text: str):
+            n = 0
+            async for item in tts.stream(text):
+                yield item
+                n += 1
+                if n == 2:
+                    raise RuntimeError("voice engine crashed")
+
+        async def aclose(self) -> None:
+            pass
+
+    models = shared_models(cfg, prepared, Broken(), None)
+    server, _ = await start_server(models)
+    try:
+        client = await open_client(ws_url(server))
+        await client.send("say", text="This sentence will never be finished by the voice, it breaks halfway through.")
+        end = (await client.until(lambda: client.of("turn_end")))[0]
+        assert client.of("error")[0]["code"] == "reply_failed"
+        end_index = client.log.index(("event", end))
+        await client.until(lambda: len(client.log) > end_index + 30)
+        after = [item for kind, item in client.log[end_index:] if kind == "media" and item.kind == KIND_AUDIO]
+        assert all(m.turn == 0 and not any(m.payload) for m in after)  # idle and silent
+        await client.ws.close()
+    finally:
+        await server.close()
+
+
+async def test_hello_timeout_and_text_rate_limit(parts) -> None:
+    cfg, prepared, tts = parts
+    server, _ = await start_server(shared_models(cfg, prepared, tts, None), hello_timeout=0.5)
+    try:
+        silent = await open_client(ws_url(server), hello=False)
+        await silent.closed.wait()
+        assert silent.ws.close_code == 4408
+        chatty = await open_client(ws_url(server))
+        await chatty.until(lambda: chatty.of("ready"))
+        for i in range(12):
+            await chatty.send("say", text=f"Message {i}.")
+        errors = await chatty.until(lambda: chatty.of("error"))
+        assert errors[0]["code"] == "rate_limited"
+        assert len(chatty.of("error")) == 2  # the 11th and 12th of the 10 allowed in 10 s
+        await chatty.ws.close()
+    finally:
+        await server.close()
