@@ -71,7 +71,9 @@ class SharedModels:
         self._voices: dict[tuple[str | None, str | None], asyncio.Future[TTSEngine]] = {}
 
     @classmethod
-    async def load(cls, cfg: Config, *, avatar: Path | None = None, notices: list[str] | None = None) -> SharedModels:
+    async def load(
+        cls, cfg: Config, *, avatar: Path | None = None, notices: list[str] | None = None, with_llm: bool = True
+    ) -> SharedModels:
         """Voice, avatar and LLM side by side; Whisper goes on loading in the background."""
         from speech.tts_select import check_tts_config, create_tts
 
@@ -86,7 +88,7 @@ class SharedModels:
                 # on a busy 2-core machine: its first token may take longer than a cloud endpoint's.
                 timeout = max(llm_cfg.first_token_timeout, LOCAL_FIRST_TOKEN_S)
                 llm_cfg = llm_cfg.model_copy(update={"first_token_timeout": timeout})
-            llm = await stack.enter_async_context(open_llm(llm_cfg))
+            llm = await stack.enter_async_context(open_llm(llm_cfg)) if with_llm else None
             tts = await tts_task
             prepared, avatar_notices = await avatar_task
         except BaseException:

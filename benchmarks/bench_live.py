@@ -32,11 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.live import LiveAgent, SharedModels  # noqa: E402
-from agent.llm_local import open_llm  # noqa: E402
-from agent.renderers import prepare  # noqa: E402
 from agent.session import ConversationSession  # noqa: E402
-from core.config import Config, load_config, resolve_path  # noqa: E402
-from speech.tts_select import create_tts  # noqa: E402
+from core.config import Config, load_config  # noqa: E402
 from streaming.protocol import KIND_AUDIO, KIND_VIDEO  # noqa: E402
 from streaming.server import LiveServer, ServerOptions  # noqa: E402
 from tests.live_helpers import LiveClient, open_client, ws_url  # noqa: E402
@@ -95,8 +92,8 @@ class RecordingAgent(LiveAgent):
         super().__init__(models, seed=1)
         self.sessions: list[ConversationSession] = []
 
-    def new_session(self, persona: Any, name: str) -> ConversationSession:
-        session = super().new_session(persona, name)
+    async def new_session(self, persona: Any, name: str) -> ConversationSession:
+        session = await super().new_session(persona, name)
         self.sessions.append(session)
         return session
 
@@ -449,21 +446,12 @@ START_LOAD = ""
 
 
 async def with_offline_llm() -> list[dict[str, Any]]:
-    """The presenter persona with the offline LLM, started through `open_llm` (which hands the client the
-    server's key; SharedModels.load does not, see the report) and the 30 s first-token allowance the live
-    server gives the local model."""
-    cfg = bench_config(None)
-    cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"first_token_timeout": 30.0})})
-    prepared, _ = await asyncio.to_thread(prepare, cfg)
-    async with open_llm(cfg.llm) as client:
-        models = SharedModels(cfg, await asyncio.to_thread(create_tts, cfg.tts), client)
-        models._avatars[resolve_path(cfg.avatar.source).resolve()] = prepared
-        models._voices[(None, None)] = models.tts
-        try:
-            return await bench_llm(models)
-        finally:
-            for voice in set(models._voices.values()):
-                await voice.aclose()
+    """The presenter persona with the offline LLM, loaded as `digital-human serve` loads it."""
+    models = await SharedModels.load(bench_config(None))
+    try:
+        return await bench_llm(models)
+    finally:
+        await models.aclose()
 
 
 async def amain() -> int:
@@ -473,11 +461,7 @@ async def amain() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         persona = Path(tmp) / "quiet.yaml"
         persona.write_text(QUIET_PERSONA)
-        cfg = bench_config(persona)
-        prepared, _ = await asyncio.to_thread(prepare, cfg)
-        models = SharedModels(cfg, await asyncio.to_thread(create_tts, cfg.tts), None)
-        models._avatars[resolve_path(cfg.avatar.source).resolve()] = prepared
-        models._voices[(None, None)] = models.tts
+        models = await SharedModels.load(bench_config(persona), with_llm=False)
         loads = await bench_sessions(models) if "sessions" in parts else []
         turns = await bench_turns(models) if "turns" in parts else ([], [], [])
         await models.aclose()
