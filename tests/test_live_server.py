@@ -430,3 +430,33 @@ async def test_hello_timeout_and_text_rate_limit(parts) -> None:
         await chatty.ws.close()
     finally:
         await server.close()
+
+
+async def no_sessions(server) -> None:
+    for _ in range(500):  # up to 10 s: the timeout only catches a hang
+        if not server.sessions:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"sessions left: {list(server.sessions)}")
+
+
+async def test_reconnecting_clients_leave_no_tasks_or_sessions_behind(live) -> None:
+    server, _ = live
+    warm = await open_client(ws_url(server))
+    await warm.until(lambda: len(warm.media) > 4)
+    await warm.ws.close()
+    await no_sessions(server)
+    baseline = len(asyncio.all_tasks())
+    for i in range(6):
+        client = await open_client(ws_url(server))
+        await client.until(lambda c=client: len(c.media) > 4)
+        if i % 2:
+            await client.send("say", text="Goodbye now, I am leaving in the middle of this.")
+            await client.until(lambda c=client: c.of("turn_start"))
+            client.ws.transport.abort()
+        else:
+            await client.ws.close()
+        await client.closed.wait()
+    await no_sessions(server)
+    await asyncio.sleep(0.5)
+    assert len(asyncio.all_tasks()) <= baseline
