@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 from core.events import CANONICAL_SAMPLE_RATE, Notice, SpeechChunk
 
@@ -23,5 +23,25 @@ class TTSEngine(ABC):
     @abstractmethod
     def stream(self, text: str) -> AsyncIterator[SpeechChunk | Notice]: ...
 
+    async def stream_progressive(self, drafts: AsyncIterable[str]) -> AsyncIterator[SpeechChunk | Notice]:
+        """Speak one unit while it is still being written: `drafts` yields its text so far, each draft a
+        longer version of the one before, and the last draft is the whole unit.
+
+        A live reply's first sentence can take the LLM a second to write; an engine that can speak its
+        first words before the rest is known starts that much sooner, and must sound as if it had the
+        whole unit (no pause where the text was not yet there). Engines that need the whole text, like
+        this default, wait for the last draft. An error raised by `drafts` stops the speech and propagates.
+        """
+        async for item in self.stream(await last_draft(drafts)):
+            yield item
+
     async def aclose(self) -> None:  # noqa: B027 - engines without resources need nothing
         """Release models or connections."""
+
+
+async def last_draft(drafts: AsyncIterable[str]) -> str:
+    """The whole unit: the last of its drafts ("" if there were none)."""
+    text = ""
+    async for draft in drafts:
+        text = draft
+    return text

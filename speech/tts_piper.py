@@ -11,17 +11,23 @@ second. Two things bring the first audio forward:
   model adds at the edges of a piece is left out using its own durations, so pieces join seamlessly.
 
 The durations also give the viseme timeline, exact to the model's 256-sample frames.
+
+A live reply's first sentence is still being written by the LLM when its first words are known:
+`stream_progressive` speaks each piece of it as soon as no later word can change that piece (the same
+pieces, from the same phonemes, as with the whole sentence), and the rest when the sentence is complete.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +52,28 @@ CONTEXT_FRAMES = 10
 """Latent frames of context decoded on each side of a window: the decoder's reach. 12 reproduce the
 one-shot output to 1e-6, 10 to about 1e-5 (far below audibility) for less overhead."""
 FIRST_WINDOW_FRAMES = 16
-"""The first window is short (16 × 256 samples ≈ 0.19 s) so the first audio comes quickly."""
+"""The shortest window (16 × 256 samples ≈ 0.19 s): the first audio comes quickly."""
 WINDOW_FRAMES = 192
-"""Later windows are longer (≈ 2.2 s): the context decoded around each window is overhead."""
+"""The longest window (≈ 2.2 s): the context decoded around each window is overhead. A window is never
+longer than the audio still buffered ahead of the listener, so decoding it cannot make the voice wait."""
+LOW_BUFFER_SECONDS = 0.2
+"""Time to phonemize a short piece, encode it and decode its first window, with room to spare."""
+ENCODE_SAFETY = 2.0
+"""A unit written progressively: the next piece is encoded whole only if the audio left to play covers
+this many times the encoder's last measured seconds per phoneme for it, plus `LOW_BUFFER_SECONDS`.
+Otherwise its first few words go first (cheap to encode, like the first piece of a unit), and if the
+LLM has not written enough, the words known so far do: a join at a word gap in place of a pause."""
+CONTEXT_WORDS = 2
+"""Words of its sentence encoded on each side of a piece (see `PiperTTS.encode`)."""
+LOOKAHEAD_WORDS = 3
+"""Words known after a word before it may go into such a piece: espeak reads a word in the light of the
+next ones ("the" before a vowel, "of the" as one word), and a draft's last word may be unfinished."""
+SPOKEN_CHARS_PER_SECOND = 17.0
+"""How fast en_US-joe-medium reads English prose at speed 1 (15-20 characters of text per second)."""
+KEEP_UP = 1.5
+"""A unit written progressively is started early only if the LLM writes it this many times faster than the
+voice reads it: a slower LLM would leave the voice waiting mid-sentence, and a pause there is worse than a
+later start (the whole unit, as with `stream()`)."""
 CLAUSE_MARKS = frozenset({",", ";", ":"})
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？;；])\s+")
 MAX_BLOCK_CHARS = 400
@@ -132,25 +157,32 @@ class Encoded:
     """Times in seconds from `first_frame`."""
     fade_in: bool
     fade_out: bool
+    """Fade at a cut without context, where the decoder sees none of what follows or precedes."""
 
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """Phonemes for one encoder call; `cut_before`/`cut_after` mark mid-sentence cuts whose edge silence is left out."""
+    """Phonemes for one encoder call; `cut_before`/`cut_after` mark mid-sentence cuts, where the words of
+    the sentence on that side (`before`/`after`) are encoded too and their frames left out."""
 
     phonemes: list[str]
     words: list[str]
     cut_before: bool
     cut_after: bool
+    before: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
 
 
-def split_phonemes(phonemes: list[str], first_words: int | None, max_words: int) -> list[tuple[list[str], bool, bool]]:
-    """Cut one sentence's phonemes at word gaps into (phonemes, cut_before, cut_after) pieces.
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The pieces of a text, and how many phoneme words the text has, the skipped ones included."""
 
-    The first piece ends at the first clause mark within `first_words` words, else after `first_words`
-    words (None = no early cut); later pieces end at the last clause mark within `max_words` words,
-    else after `max_words`. A cut never leaves a tail of one or two words on its own.
-    """
+    pieces: list[Piece]
+    words: int
+
+
+def phoneme_words(phonemes: list[str]) -> list[list[str]]:
+    """One sentence's phonemes as words, each with the space that ends it (punctuation stays with its word)."""
     words: list[list[str]] = [[]]
     for p in phonemes:
         if p == " ":
@@ -161,8 +193,30 @@ def split_phonemes(phonemes: list[str], first_words: int | None, max_words: int)
             words[-1].append(p)
     if not words[-1]:
         words.pop()
-    pieces: list[tuple[list[str], bool, bool]] = []
-    i = 0
+    return words
+
+
+def split_phonemes(phonemes: list[str], first_words: int | None, max_words: int) -> list[tuple[list[str], bool, bool]]:
+    """Cut one sentence's phonemes at word gaps into (phonemes, cut_before, cut_after) pieces."""
+    words = phoneme_words(phonemes)
+    return [
+        ([p for w in words[i:j] for p in w], i > 0, j < len(words))
+        for i, j in split_words(words, first_words, max_words)
+    ]
+
+
+def split_words(
+    words: list[list[str]], first_words: int | None, max_words: int, start: int = 0
+) -> list[tuple[int, int]]:
+    """Pieces of one sentence's words from word `start` on, as (first word, end word) ranges.
+
+    The first piece ends at the first clause mark within `first_words` words, else after `first_words`
+    words (None = no early cut); later pieces end at the last clause mark within `max_words` words,
+    else after `max_words`. A cut never leaves a tail of one or two words on its own. A piece depends
+    only on its own words and on how many follow, so once three more words are known it is final.
+    """
+    pieces: list[tuple[int, int]] = []
+    i = start
     limit = first_words if first_words else max_words
     while i < len(words):
         remaining = len(words) - i
@@ -174,11 +228,36 @@ def split_phonemes(phonemes: list[str], first_words: int | None, max_words: int)
                 if any(m in words[i + k - 1] for m in CLAUSE_MARKS):
                     take = k
                     break
-        chunk = [p for w in words[i : i + take] for p in w]
-        pieces.append((chunk, i > 0, i + take < len(words)))
+        pieces.append((i, i + take))
         i += take
         limit = max_words
     return pieces
+
+
+def piece_of(words: list[list[str]], i: int, j: int, written: list[str]) -> Piece:
+    """Words [i, j) of a sentence as a piece, with up to `CONTEXT_WORDS` of the sentence on each side."""
+    before, after = words[max(0, i - CONTEXT_WORDS) : i], words[j : j + CONTEXT_WORDS]
+    return Piece(
+        [p for w in words[i:j] for p in w],
+        written,
+        i > 0,
+        j < len(words),
+        [p for w in before for p in w],
+        [p for w in after for p in w],
+    )
+
+
+def split_piece(piece: Piece, words: int) -> tuple[Piece, Piece]:
+    """`piece` cut after its first `words` phoneme words, at a word gap (each half the other's context)."""
+    split = [*phoneme_words(piece.before), *phoneme_words(piece.phonemes), *phoneme_words(piece.after)]
+    i = len(phoneme_words(piece.before))
+    j, end = i + words, len(split) - len(phoneme_words(piece.after))
+    first = piece_of(split, i, j, [])
+    written = len(_phoneme_words(first.phonemes))
+    return (
+        replace(first, words=piece.words[:written], cut_before=piece.cut_before),
+        replace(piece_of(split, j, end, piece.words[written:]), cut_after=piece.cut_after),
+    )
 
 
 def text_blocks(text: str, max_chars: int = MAX_BLOCK_CHARS) -> Iterator[str]:
@@ -226,6 +305,7 @@ class PiperTTS(TTSEngine):
         self._rate = self._voice.config.sample_rate
         self._hop = self._voice.config.hop_length
         self._length_scale = self._voice.config.length_scale / max(speed, 0.1)
+        self._spoken_chars_per_second = SPOKEN_CHARS_PER_SECOND * max(speed, 0.1)
         self._gain = volume * PEAK / MODEL_PEAK
         self._first_words = first_piece_words
         self._max_words = max_piece_words
@@ -233,31 +313,48 @@ class PiperTTS(TTSEngine):
         # Warm-up: the first runs allocate ONNX Runtime's buffers, which would delay the first reply.
         self.synthesize_piece(Piece(["h", "ə", "l", "ˈ", "o", "ʊ"], [], False, False))
 
-    def plan(self, text: str, first: bool = True) -> list[Piece]:
-        """Phonemes of one block of text, cut into pieces (the first one short when `first`).
+    def plan(self, text: str, first: bool = True, skip: int = 0) -> Plan:
+        """Phonemes of one block of text, cut into pieces (the first one short when `first`), leaving
+        out its first `skip` phoneme words (spoken already).
 
         Each piece carries the input's words when piper spoke exactly one phoneme word per written
         word; numbers and abbreviations it expands break that match, and then pieces carry no words.
         """
-        cuts: list[tuple[list[str], bool, bool]] = []
+        short = self._first_words if first and not skip else None
+        cuts: list[Piece] = []
+        total = skipped = 0
         for sentence in self._voice.phonemize(text):
             known = [p for p in sentence if p in self._id_map]
             if not any(p not in PAUSES for p in known):
                 continue
-            cuts += split_phonemes(known, self._first_words if first and not cuts else None, self._max_words)
+            words = phoneme_words(known)
+            start = min(max(skip - total, 0), len(words))
+            total += len(words)
+            skipped += len(_phoneme_words([p for w in words[:start] for p in w]))
+            cuts += [
+                piece_of(words, i, j, [])
+                for i, j in split_words(words, None if cuts else short, self._max_words, start)
+            ]
         written = _WORD.findall(text)
-        counts = [len(_phoneme_words(phonemes)) for phonemes, _, _ in cuts]
+        counts = [len(_phoneme_words(piece.phonemes)) for piece in cuts]
+        matched = skipped + sum(counts) == len(written)
         pieces: list[Piece] = []
-        used = 0
-        for (phonemes, cut_before, cut_after), count in zip(cuts, counts, strict=True):
-            words = written[used : used + count] if sum(counts) == len(written) else []
+        used = skipped
+        for piece, count in zip(cuts, counts, strict=True):
+            pieces.append(replace(piece, words=written[used : used + count] if matched else []))
             used += count
-            pieces.append(Piece(phonemes, words, cut_before, cut_after))
-        return pieces
+        return Plan(pieces, total)
 
     def encode(self, piece: Piece) -> Encoded:
-        """Run the encoder on a piece; at mid-sentence cuts, leave out the silence the model puts at the edges."""
-        ids = self._voice.phonemes_to_ids(piece.phonemes)
+        """Run the encoder on a piece with its context words, and keep the piece's own frames.
+
+        Alone, a piece would be read as a whole utterance: its last word drawn out and followed by a
+        pause, its first word started afresh. With the neighbouring words of its sentence around it, the
+        model times and voices the piece's words as in the whole sentence, and the decoder gets the
+        frames beyond the cut as context, so consecutive pieces join like one.
+        """
+        phonemes = [*piece.before, *piece.phonemes, *piece.after]
+        ids = self._voice.phonemes_to_ids(phonemes)
         config = self._voice.config
         inputs: dict[str, np.ndarray] = {
             "input": np.array([ids], dtype=np.int64),
@@ -270,13 +367,14 @@ class PiperTTS(TTSEngine):
         frames = np.asarray(durations).reshape(-1).astype(np.int64)
         total = latent.shape[2]
         pad = len(self._id_map["_"])
-        sizes = [len(self._id_map["^"]) + pad, *(len(self._id_map[p]) + pad for p in piece.phonemes)]
+        sizes = [len(self._id_map["^"]) + pad, *(len(self._id_map[p]) + pad for p in phonemes)]
         sizes.append(len(self._id_map["$"]))
         edges = np.concatenate([[0], np.cumsum(sizes)])
         bounds = np.concatenate([[0], np.cumsum(frames)]) if len(frames) == len(ids) else None
-        names = ["^", *piece.phonemes, "$"]
-        first = int(bounds[edges[1]]) if bounds is not None and piece.cut_before else 0
-        end = int(bounds[edges[-2]]) if bounds is not None and piece.cut_after else total
+        names = ["^", *phonemes, "$"]
+        start, stop = 1 + len(piece.before), 1 + len(piece.before) + len(piece.phonemes)
+        first = int(bounds[edges[start]]) if bounds is not None and piece.cut_before else 0
+        end = int(bounds[edges[stop]]) if bounds is not None and piece.cut_after else total
         end = min(end, total)
         timed: list[TimedPhoneme] = []
         if bounds is not None:
@@ -285,7 +383,8 @@ class PiperTTS(TTSEngine):
                 if hi > lo:
                     seconds = self._hop / self._rate
                     timed.append(TimedPhoneme(name, (lo - first) * seconds, (hi - first) * seconds))
-        return Encoded(latent, first, end, timed, piece.cut_before, piece.cut_after)
+        fade_in, fade_out = piece.cut_before and not piece.before, piece.cut_after and not piece.after
+        return Encoded(latent, first, end, timed, fade_in, fade_out)
 
     def decode(self, encoded: Encoded, lo: int, hi: int) -> np.ndarray:
         """Float audio of latent frames [lo, hi), decoded with context so window borders are seamless."""
@@ -309,38 +408,192 @@ class PiperTTS(TTSEngine):
     async def stream(self, text: str) -> AsyncIterator[SpeechChunk]:
         if not text or not text.strip():
             return
-        resampler = StreamResampler(self._rate, CANONICAL_SAMPLE_RATE)
-        timer = ChunkTimer()
-        position = 0.0
-        window = FIRST_WINDOW_FRAMES
+        out = _Output(self._rate)
+        async for chunk in self._speak_text(text, 0, out):
+            yield chunk
+        if (last := _last_chunk(out)) is not None:
+            yield last
+
+    async def stream_progressive(self, drafts: AsyncIterable[str]) -> AsyncIterator[SpeechChunk]:
+        """Speak each piece of the unit once it is final, the rest when the last draft arrives.
+
+        A piece is final when the draft's plan has another piece after it (`split_words`), so the audio
+        is that of the whole unit, unless the voice is about to run dry (`ENCODE_SAFETY`): the LLM
+        writes slower than the voice speaks, or the machine is too busy to encode a long piece in time.
+        """
+        out = _Output(self._rate)
+        latest = _Latest(drafts)
+        spoken = 0
+        planned = -1
+        plan = Plan([], 0)
+        try:
+            while not latest.done:
+                draft = latest.take()
+                if len(draft.split()) != planned:
+                    planned = len(draft.split())
+                    plan = await asyncio.to_thread(self.plan, draft, True, spoken)
+                if len(plan.pieces) > 1 and (out.started is not None or self._keeps_up(draft, latest.since)):
+                    piece = self._affordable(plan.pieces[0], out)
+                else:
+                    piece = self._known_words(plan)
+                    slack = out.ahead() - self._budget(piece, out) if piece and out.started else None
+                    if slack is None or slack > 0:
+                        await latest.wait(slack)
+                        continue
+                async for chunk in self._speak(piece, out):
+                    yield chunk
+                spoken += len(phoneme_words(piece.phonemes))
+                planned = -1
+            final = latest.final()
+            if final.strip():
+                async for chunk in self._speak_text(final, spoken, out):
+                    yield chunk
+            if (last := _last_chunk(out)) is not None:
+                yield last
+        finally:
+            await latest.aclose()
+
+    def _budget(self, piece: Piece, out: _Output) -> float:
+        """Seconds of buffered audio needed to start `piece` without the voice running dry."""
+        return LOW_BUFFER_SECONDS + ENCODE_SAFETY * out.encode_rate * len(piece.phonemes)
+
+    def _keeps_up(self, draft: str, since: float) -> bool:
+        """Whether the LLM has written `draft` fast enough (`KEEP_UP`) to start speaking it now."""
+        elapsed = time.perf_counter() - since
+        return len(draft) >= KEEP_UP * self._spoken_chars_per_second * elapsed
+
+    def _known_words(self, plan: Plan) -> Piece | None:
+        """The first words of the draft's open piece that have `LOOKAHEAD_WORDS` after them (None if none):
+        what the voice says next if it would otherwise run dry before the LLM completes the piece."""
+        words = len(phoneme_words(plan.pieces[0].phonemes)) - LOOKAHEAD_WORDS if plan.pieces else 0
+        return split_piece(plan.pieces[0], min(words, self._first_words))[0] if words > 0 else None
+
+    def _affordable(self, piece: Piece, out: _Output) -> Piece:
+        """`piece`, or its first words if the audio left to play would not cover encoding all of it."""
+        words = len(phoneme_words(piece.phonemes))
+        if out.started is None or words <= self._first_words + 2 or out.ahead() >= self._budget(piece, out):
+            return piece
+        return split_piece(piece, self._first_words)[0]
+
+    async def _speak_text(self, text: str, skip: int, out: _Output) -> AsyncIterator[SpeechChunk]:
+        """`text` after its first `skip` phoneme words, a bounded block at a time."""
+        progressive = skip > 0
         for block in text_blocks(text):
-            for piece in await asyncio.to_thread(self.plan, block, position == 0.0):
-                encoded = await asyncio.to_thread(self.encode, piece)
-                visemes = viseme_timeline(encoded.phonemes)
-                words = word_spans(encoded.phonemes, piece.words)
-                timer.add(
-                    [VisemeEvent(v.viseme, v.start + position, v.end + position) for v in visemes],
-                    [WordTiming(w.text, w.start + position, w.end + position) for w in words],
-                )
-                lo = encoded.first_frame
-                while lo < encoded.end_frame:
-                    hi = min(encoded.end_frame, lo + window)
-                    audio = await asyncio.to_thread(self.decode, encoded, lo, hi)
-                    window, lo = WINDOW_FRAMES, hi
-                    position += len(audio) / self._rate
-                    pcm = resampler.process(float_to_pcm16(audio))
-                    if len(pcm):
-                        yield _chunk(pcm, timer)
-        if position > 0:
-            pcm = resampler.process(np.zeros(0, np.int16), last=True)
-            visemes, words = timer.take(len(pcm) / CANONICAL_SAMPLE_RATE, last=True)
-            if len(pcm) or visemes:
-                yield SpeechChunk(pcm, CANONICAL_SAMPLE_RATE, visemes, words)
+            plan = await asyncio.to_thread(self.plan, block, out.position == 0.0, skip)
+            skip = max(0, skip - plan.words)
+            pieces = plan.pieces
+            while pieces:
+                piece = self._affordable(pieces[0], out) if progressive else pieces[0]
+                async for chunk in self._speak(piece, out):
+                    yield chunk
+                if piece is pieces[0]:
+                    pieces = pieces[1:]
+                else:
+                    pieces = [split_piece(pieces[0], len(phoneme_words(piece.phonemes)))[1], *pieces[1:]]
+
+    async def _speak(self, piece: Piece, out: _Output) -> AsyncIterator[SpeechChunk]:
+        started = time.perf_counter()
+        encoded = await asyncio.to_thread(self.encode, piece)
+        out.encode_rate = (time.perf_counter() - started) / max(1, len(piece.phonemes))
+        visemes = viseme_timeline(encoded.phonemes)
+        words = word_spans(encoded.phonemes, piece.words)
+        out.timer.add(
+            [VisemeEvent(v.viseme, v.start + out.position, v.end + out.position) for v in visemes],
+            [WordTiming(w.text, w.start + out.position, w.end + out.position) for w in words],
+        )
+        lo = encoded.first_frame
+        while lo < encoded.end_frame:
+            window = int(out.ahead() * self._rate / self._hop)
+            hi = min(encoded.end_frame, lo + min(WINDOW_FRAMES, max(FIRST_WINDOW_FRAMES, window)))
+            audio = await asyncio.to_thread(self.decode, encoded, lo, hi)
+            lo = hi
+            out.position += len(audio) / self._rate
+            pcm = out.resampler.process(float_to_pcm16(audio))
+            if len(pcm):
+                yield out.chunk(pcm)
 
 
-def _chunk(pcm: np.ndarray, timer: ChunkTimer) -> SpeechChunk:
-    visemes, words = timer.take(len(pcm) / CANONICAL_SAMPLE_RATE)
-    return SpeechChunk(pcm, CANONICAL_SAMPLE_RATE, visemes, words)
+class _Output:
+    """One unit's audio on its way out: resampling, event timing, and how far it runs ahead of playback."""
+
+    def __init__(self, rate: int) -> None:
+        self.resampler = StreamResampler(rate, CANONICAL_SAMPLE_RATE)
+        self.timer = ChunkTimer()
+        self.position = 0.0
+        """Seconds of model audio so far: where the next piece's events start."""
+        self.started: float | None = None
+        self.encode_rate = 0.0
+        """Seconds per phoneme of the last encoder call: how busy the machine is now."""
+        self._sent = 0.0
+
+    def ahead(self) -> float:
+        """Seconds of audio handed out beyond what playing it since the first chunk has used: a lower
+        bound on what the listener has left, since the consumer may start playing later (0 before any)."""
+        if self.started is None:
+            return 0.0
+        return self._sent - (time.perf_counter() - self.started)
+
+    def chunk(self, pcm: np.ndarray, last: bool = False) -> SpeechChunk:
+        seconds = len(pcm) / CANONICAL_SAMPLE_RATE
+        visemes, words = self.timer.take(seconds, last)
+        if self.started is None:
+            self.started = time.perf_counter()
+        self._sent += seconds
+        return SpeechChunk(pcm, CANONICAL_SAMPLE_RATE, visemes, words)
+
+
+def _last_chunk(out: _Output) -> SpeechChunk | None:
+    """What the resampler still holds, with the events not handed out yet."""
+    if out.position == 0:
+        return None
+    chunk = out.chunk(out.resampler.process(np.zeros(0, np.int16), last=True), last=True)
+    return chunk if len(chunk.pcm) or chunk.visemes else None
+
+
+class _Latest:
+    """The newest draft of a unit, read in the background while the voice speaks the earlier ones."""
+
+    def __init__(self, drafts: AsyncIterable[str]) -> None:
+        self.text = ""
+        self.since = time.perf_counter()
+        """When the first draft arrived (until then, when reading began)."""
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._read(drafts))
+
+    async def _read(self, drafts: AsyncIterable[str]) -> None:
+        try:
+            async for draft in drafts:
+                if not self.text:
+                    self.since = time.perf_counter()
+                self.text = draft
+                self._changed.set()
+        finally:
+            self._changed.set()
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
+    def take(self) -> str:
+        """The newest draft; `wait` then waits for a newer one."""
+        self._changed.clear()
+        return self.text
+
+    async def wait(self, timeout: float | None) -> None:
+        """Until a newer draft or the end, or `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def final(self) -> str:
+        """The last draft, once the drafts have ended; re-raises their error."""
+        self._task.result()
+        return self.text
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        await asyncio.wait([self._task])
+        if not self._task.cancelled():
+            self._task.exception()  # seen by `final`, or of no interest to a consumer that went away
 
 
 def _phoneme_words(items: list) -> list[list]:

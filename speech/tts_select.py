@@ -12,14 +12,14 @@ import difflib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 from core.config import TTSConfig
 from core.errors import UserError
 from core.events import Notice, SpeechChunk
 from speech.text import HAN
-from speech.tts import TTSEngine
+from speech.tts import TTSEngine, last_draft
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,36 @@ class ChineseRouter(TTSEngine):
         async for item in self.engine_for(text).stream(text):
             yield item
 
+    async def stream_progressive(self, drafts: AsyncIterable[str]) -> AsyncIterator[SpeechChunk | Notice]:
+        """The voice for the unit's first words speaks as it is written; if Chinese comes after words the
+        main voice began, the main voice ends before the Chinese and the Chinese voice says the rest."""
+        source = aiter(drafts)
+        draft = ""
+        async for draft in source:
+            if any(ch.isalnum() for ch in draft):
+                break
+        engine = self.engine_for(draft)
+        switch: list[tuple[str, int]] = []
+        """The first draft with Chinese after the main voice's words, and where its Chinese begins."""
+
+        async def until_chinese() -> AsyncIterator[str]:
+            yield draft
+            async for later in source:
+                if engine is self.main and (match := HAN.search(later)):
+                    switch.append((later, match.start()))
+                    yield later[: match.start()]
+                    return
+                yield later
+
+        async for item in engine.stream_progressive(until_chinese()):
+            yield item
+        if switch:
+            chinese, begins = switch[0]
+            final, said = await last_draft(source) or chinese, chinese[:begins]
+            rest = final[len(said) :] if final.startswith(said) else remaining_text(final, said.split())
+            async for item in self.engine_for(rest).stream(rest):
+                yield item
+
     async def aclose(self) -> None:
         await self.main.aclose()
         if self._chinese is not None:
@@ -125,6 +155,16 @@ class FallbackTTS(TTSEngine):
         if rest.strip():
             async for item in self.offline.stream(rest):
                 yield item
+
+    async def stream_progressive(self, drafts: AsyncIterable[str]) -> AsyncIterator[SpeechChunk | Notice]:
+        """The online voice needs the whole unit; while it is out of service the offline voice, which can
+        start on the first words, speaks the unit as it is written."""
+        if time.monotonic() < self._offline_until:
+            speech = self.offline.stream_progressive(drafts)
+        else:
+            speech = super().stream_progressive(drafts)
+        async for item in speech:
+            yield item
 
     async def aclose(self) -> None:
         await self.online.aclose()

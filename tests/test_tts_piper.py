@@ -182,7 +182,7 @@ def test_odd_input_does_not_crash(piper: PiperTTS, text: str) -> None:
 
 def test_windowed_decoding_matches_decoding_the_whole_piece(piper: PiperTTS) -> None:
     """The decoder's context makes window borders inaudible: the samples equal a one-shot decode."""
-    piece = piper.plan("The weather will be lovely for our walk this afternoon.", first=False)[0]
+    piece = piper.plan("The weather will be lovely for our walk this afternoon.", first=False).pieces[0]
     encoded = piper.encode(piece)
     whole = piper.decode(encoded, encoded.first_frame, encoded.end_frame)
     borders = [*range(encoded.first_frame, encoded.end_frame, 16), encoded.end_frame]

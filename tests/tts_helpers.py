@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+import pytest
 
 from core.events import CANONICAL_SAMPLE_RATE, Notice, SpeechChunk, Viseme, VisemeEvent, WordTiming
+from speech.text import SentenceSegmenter, clean_for_speech
 from speech.tts import TTSEngine
+from speech.tts_piper import Piece, PiperTTS
+from speech.visemes import TimedPhoneme
 
 T = TypeVar("T")
 VOWELS = frozenset({Viseme.AA, Viseme.E, Viseme.IH, Viseme.OH, Viseme.OU})
@@ -103,3 +109,116 @@ def envelope_lag(pcm: np.ndarray, visemes: list[VisemeEvent]) -> tuple[float, fl
     scores = [float(np.mean(loudness[max(0, k) : n + min(0, k)] * shape[max(0, -k) : n - max(0, k)])) for k in lags]
     best = int(np.argmax(scores))
     return lags[best] / 100, scores[best]
+
+
+def llm_tokens(text: str) -> list[str]:
+    """LLM-like tokens: each word with its leading space, in pieces of at most four characters (about the
+    English average of GPT-style tokenizers), and each punctuation mark on its own."""
+    out: list[str] = []
+    for word in re.findall(r"\s*[\w']+|\s*[^\w\s']", text):
+        out += [word[k : k + 4] for k in range(0, len(word), 4)]
+    return out
+
+
+def unit_drafts(reply: str) -> list[str]:
+    """The drafts a live reply hands the voice for its first unit: the cleaned text after each token until the
+    segmenter completes the unit, which is the last draft."""
+    segmenter = SentenceSegmenter()
+    written = ""
+    drafts: list[str] = []
+    for token in llm_tokens(reply):
+        if units := segmenter.feed(token):
+            return [*drafts, units[0]]
+        written += token
+        drafts.append(clean_for_speech(written))
+    return [*drafts, *segmenter.flush()[:1]]
+
+
+class VirtualClock:
+    """Stands in for the `time` module of an engine: `perf_counter()` returns `now`, which only the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@dataclass
+class Encoded:
+    """What one encoder call produced: its phonemes, seconds of audio and phoneme spans (from its start)."""
+
+    phonemes: list[str]
+    seconds: float
+    timed: list[TimedPhoneme]
+
+
+def record_encodes(
+    engine: PiperTTS, monkeypatch: pytest.MonkeyPatch, started: Callable[[], None] = lambda: None
+) -> list[Encoded]:
+    """Spy on the engine's real encoder: the returned list fills as it runs; `started` is called (in the worker
+    thread) as each call begins."""
+    calls: list[Encoded] = []
+    real = engine.encode
+
+    def spy(piece: Piece):  # the real model's output, recorded
+        started()
+        encoded = real(piece)
+        seconds = (encoded.end_frame - encoded.first_frame) * engine._hop / engine._rate
+        calls.append(Encoded(piece.phonemes, seconds, encoded.phonemes))
+        return encoded
+
+    monkeypatch.setattr(engine, "encode", spy)
+    return calls
+
+
+def word_ends(calls: list[Encoded]) -> list[float]:
+    """When each phoneme word ends (at the space after it, or at its piece's end), in seconds of the joined
+    audio: where word k of one rendering sits in another rendering of the same text."""
+    ends: list[float] = []
+    offset = 0.0
+    for call in calls:
+        spans = iter(call.timed)
+        span = next(spans, None)
+        at = 0.0
+        for name in ["^", *call.phonemes]:  # phonemes the model gave no frames have no span: they sit at `at`
+            if span is not None and span.phoneme == name:
+                at, span = span.end, next(spans, None)
+            if name == " ":
+                ends.append(offset + at)
+        if call.phonemes and call.phonemes[-1] != " ":
+            ends.append(offset + call.seconds)
+        offset += call.seconds
+    return ends
+
+
+def joins(calls: list[Encoded]) -> list[tuple[float, int]]:
+    """(time, words before it) of each border between encoder calls in the joined audio."""
+    out: list[tuple[float, int]] = []
+    offset, words = 0.0, 0
+    for call in calls[:-1]:
+        offset += call.seconds
+        words += call.phonemes.count(" ")
+        out.append((offset, words))
+    return out
+
+
+def quiet_around(pcm: np.ndarray, at: float, reach: float = 0.03, floor_db: float = -35.0) -> float:
+    """Seconds of the quiet run (5 ms frames below `floor_db` under the loudest frame) touching `at` ± `reach`:
+    a pause heard at that point, stop-consonant closures included."""
+    hop = CANONICAL_SAMPLE_RATE // 200
+    n = len(pcm) // hop
+    frames = pcm[: n * hop].astype(np.float64).reshape(n, hop)
+    level = 20 * np.log10(np.sqrt((frames**2).mean(axis=1)) + 1e-9)
+    quiet = level < level.max() + floor_db
+    lo, hi = max(0, int((at - reach) * 200)), min(n, int((at + reach) * 200) + 1)
+    longest = 0
+    for k in range(lo, hi):
+        if quiet[k]:
+            a = b = k
+            while a > 0 and quiet[a - 1]:
+                a -= 1
+            while b < n and quiet[b]:
+                b += 1
+            longest = max(longest, b - a)
+    return longest * hop / CANONICAL_SAMPLE_RATE
