@@ -423,8 +423,7 @@ class PiperTTS(TTSEngine):
         """
         out = _Output(self._rate)
         latest = _Latest(drafts)
-        spoken = 0
-        planned = -1
+        spoken = planned = 0
         plan = Plan([], 0)
         try:
             while not latest.done:
@@ -436,7 +435,7 @@ class PiperTTS(TTSEngine):
                     piece = self._affordable(plan.pieces[0], out)
                 else:
                     piece = self._known_words(plan)
-                    slack = out.ahead() - self._budget(piece, out) if piece and out.started else None
+                    slack = out.ahead() - self._budget(piece, out) if piece and out.started is not None else None
                     if slack is None or slack > 0:
                         await latest.wait(slack)
                         continue

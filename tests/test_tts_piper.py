@@ -1,4 +1,5 @@
-"""piper with the packaged en_US-joe-medium voice: streaming, visemes, alignment, round trip through Whisper."""
+"""piper with the packaged en_US-joe-medium voice: streaming, visemes, alignment, round trip through Whisper,
+joins between pieces, and speaking a unit while the LLM is still writing it."""
 
 from __future__ import annotations
 
@@ -8,10 +9,24 @@ import re
 
 import numpy as np
 import pytest
-from tts_helpers import after_cancel, cancel_after_first_chunk, collect, envelope_lag, logged
+from tts_helpers import (
+    VirtualClock,
+    after_cancel,
+    cancel_after_first_chunk,
+    collect,
+    envelope_lag,
+    joins,
+    logged,
+    quiet_around,
+    record_encodes,
+    speak_drafts,
+    unit_drafts,
+    word_ends,
+)
 
 from core.audio import resample
 from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk, Viseme
+from speech import tts_piper
 from speech.tts_piper import PiperTTS, split_phonemes, text_blocks
 from speech.visemes import TimedPhoneme
 
@@ -32,6 +47,12 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
         for j, h in enumerate(hyp, 1):
             prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
     return d[len(hyp)] / len(ref)
+
+
+def transcribe(whisper, pcm: np.ndarray) -> str:
+    audio = resample(pcm, CANONICAL_SAMPLE_RATE, 16000).astype(np.float32) / 32768.0
+    segments, _ = whisper.transcribe(audio, language="en", beam_size=1)
+    return " ".join(s.text for s in segments)
 
 
 def test_streams_speech_of_plausible_length_with_visemes_and_words(piper: PiperTTS) -> None:
@@ -106,9 +127,7 @@ def test_round_trip_through_whisper(piper: PiperTTS, whisper) -> None:
         "Please remember to bring an umbrella, because it might rain this evening."
     )
     pcm, _, _, _ = collect(piper, text)
-    audio = resample(pcm, CANONICAL_SAMPLE_RATE, 16000).astype(np.float32) / 32768.0
-    segments, _ = whisper.transcribe(audio, language="en", beam_size=1)
-    heard = " ".join(s.text for s in segments)
+    heard = transcribe(whisper, pcm)
     assert word_error_rate(text, heard) <= 0.10, heard
 
 
@@ -189,3 +208,199 @@ def test_windowed_decoding_matches_decoding_the_whole_piece(piper: PiperTTS) -> 
     windows = np.concatenate([piper.decode(encoded, lo, hi) for lo, hi in itertools.pairwise(borders)])
     assert len(windows) == len(whole) == (encoded.end_frame - encoded.first_frame) * piper._hop
     assert np.abs(windows - whole).max() < 1e-3
+
+
+AMAZON = (
+    "The Amazon rainforest produces a fifth of the oxygen made on land and is often called the lungs of the planet. "
+    "Its trees store huge amounts of carbon."
+)
+REPLIES = [
+    AMAZON,
+    "Of course, I can help you plan a weekend in Lisbon on a small budget. Start with the old town.",
+    "In 2024, the company sold 1,500 units at $29.99 each, which was a record for the team.",
+    "Dr. Smith said the results from the 3rd trial were better than the ones we saw in the first two.",
+    "I'd say it's the best option for a family of four who want to travel on a budget.",
+    "The U.S. economy grew by 2.5 percent last year, according to the official figures released on Monday.",
+    "You can visit www.example.com for more details about the program and how to apply for it.",
+    "At 7:30 pm on the 4th of July the fireworks begin over the river near the old bridge.",
+    "Hi! How are you doing today, my friend? I hope the weather is treating you well over there.",
+    "Mr. and Mrs. Jones live at 221B Baker Street with their two cats and an old dog named Rex.",
+    "Our model, GPT-4o, answered 87% of the questions correctly on the first try in the evaluation.",
+    "First, preheat the oven to 180 degrees; then mix the flour, the sugar and the eggs in a large bowl.",
+    "**Sure!** Here is the *short* answer: the read and the lead were both in the record she read out loud.",
+]
+
+
+@pytest.fixture
+def quiet_model(piper: PiperTTS, monkeypatch: pytest.MonkeyPatch) -> PiperTTS:
+    """The voice without the model's random noise, so two renderings of the same pieces are the same samples."""
+    monkeypatch.setattr(piper._voice.config, "noise_scale", 0.0)
+    monkeypatch.setattr(piper._voice.config, "noise_w_scale", 0.0)
+    return piper
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I think the weather will be lovely for our walk, so bring a hat.", "Today I would like to tell you a story."],
+)
+def test_a_cut_joins_like_the_sentence_spoken_in_one_piece(
+    quiet_model: PiperTTS, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """Without context words the first piece's last word was drawn out and followed by ~120-155 ms of quiet
+    where the sentence spoken in one piece has none."""
+    whole = PiperTTS(first_piece_words=0, max_piece_words=100)
+    split_calls = record_encodes(quiet_model, monkeypatch)
+    split, _, _, _ = collect(quiet_model, text)
+    whole_calls = record_encodes(whole, monkeypatch)
+    one_piece, _, _, _ = collect(whole, text)
+    assert len(split_calls) == 2 and len(whole_calls) == 1
+    [(at, words)] = joins(split_calls)
+    assert quiet_around(split, at) <= quiet_around(one_piece, word_ends(whole_calls)[words - 1]) + 0.030
+    assert len(split) == pytest.approx(len(one_piece), rel=0.04)
+
+
+def test_a_draft_marks_final_only_pieces_of_the_whole_unit(piper: PiperTTS) -> None:
+    """Every piece a draft's plan has another piece after it, context words included, is a piece of the
+    complete unit's plan: what is spoken early is what would have been spoken (numbers, abbreviations,
+    "of the" read as one word, markdown, early clause cuts)."""
+    checked = 0
+    for reply in REPLIES + [r.replace(",", "") for r in REPLIES]:
+        drafts = unit_drafts(reply)
+        whole = piper.plan(drafts[-1]).pieces
+        for draft in drafts[:-1]:
+            for piece in piper.plan(draft).pieces[:-1]:
+                checked += 1
+                assert any(
+                    (piece.phonemes, piece.before, piece.after) == (w.phonemes, w.before, w.after) for w in whole
+                ), (draft, drafts[-1])
+    assert checked > 300
+
+
+def test_a_unit_spoken_while_it_is_written_is_the_whole_unit(
+    quiet_model: PiperTTS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LLM far ahead of the voice (a clock that stands still): the first piece is heard before the unit is
+    complete, and the samples, visemes and words are those of the complete unit spoken at once."""
+    monkeypatch.setattr(tts_piper, "time", VirtualClock())
+    drafts = unit_drafts(AMAZON)
+    assert drafts[-1] == AMAZON.split(" Its")[0]
+    pcm, visemes, words, _ = collect(quiet_model, drafts[-1])
+    spoken = speak_drafts(quiet_model, drafts)
+    assert spoken.early
+    assert np.array_equal(spoken.pcm, pcm)
+    offset = 0.0
+    progressive: list = []
+    for c in spoken.chunks:
+        progressive += [(v.viseme, round(v.start + offset, 6)) for v in c.visemes]
+        offset += c.duration
+    assert progressive == [(v.viseme, round(v.start, 6)) for v in visemes]
+    assert [w.text for c in spoken.chunks for w in c.words] == [w.text for w in words]
+
+
+def test_an_llm_slower_than_the_voice_gets_the_whole_unit_at_once(
+    quiet_model: PiperTTS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clock that moves 100 s at every reading: the drafts come far slower than the voice reads, so the
+    engine waits for the complete unit rather than start and then fall silent mid-sentence."""
+    monkeypatch.setattr(tts_piper, "time", VirtualClock(step=100.0))
+    drafts = unit_drafts(AMAZON)
+    assert len(quiet_model.plan(drafts[-2]).pieces) > 1  # a piece is final before the unit is complete
+    work: list[str] = []
+    monkeypatch.setattr(quiet_model, "encode", logged(quiet_model.encode, "encode", work))
+    real_plan, real_wait = quiet_model.plan, tts_piper._Latest.wait
+
+    def plan(text, first=True, skip=0):  # the real planner, noting the draft's word count
+        work.append(f"plan {len(text.split())}")
+        return real_plan(text, first, skip)
+
+    async def wait(self, timeout):  # the engine has decided, for the draft it holds, to wait for more
+        work.append("wait")
+        await real_wait(self, timeout)
+
+    monkeypatch.setattr(quiet_model, "plan", plan)
+    monkeypatch.setattr(tts_piper._Latest, "wait", wait)
+    decided = [f"plan {len(drafts[-2].split())}", "wait"]
+    spoken = speak_drafts(quiet_model, drafts, hold=lambda: work[-2:] == decided)
+    assert not spoken.early and work[work.index(decided[0]) :][:2] == decided
+    assert work.index("encode") > work.index(decided[0])
+    pcm, _, _, _ = collect(quiet_model, drafts[-1])
+    assert np.abs(spoken.pcm.astype(np.int32) - pcm).max() <= 2  # decode windows may differ: ~1e-5 apart
+
+
+def test_a_voice_about_to_run_dry_says_the_words_it_has_without_a_pause(
+    quiet_model: PiperTTS, monkeypatch: pytest.MonkeyPatch, whisper
+) -> None:
+    """After the first piece the LLM falls behind (the virtual clock jumps past all the audio handed out): the
+    engine says the words it has in short pieces rather than wait for the rest of the sentence, and every
+    join sounds like the complete unit at that word: no extra quiet, the same length, the same words heard."""
+    clock = VirtualClock()
+    monkeypatch.setattr(tts_piper, "time", clock)
+    drafts = unit_drafts(AMAZON)
+    planned: list[int] = []
+    real_plan = quiet_model.plan
+
+    def plan(text, first=True, skip=0):  # the real planner, noting which drafts it has seen
+        result = real_plan(text, first, skip)
+        planned.append(len(text.split()))
+        return result
+
+    monkeypatch.setattr(quiet_model, "plan", plan)
+    calls = record_encodes(quiet_model, monkeypatch)
+    whole, _, _, _ = collect(quiet_model, drafts[-1])
+    whole_calls = list(calls)
+    calls.clear()
+
+    before_final: list[int] = []
+
+    async def run() -> np.ndarray:
+        chunks: list[SpeechChunk] = []
+
+        async def feed():
+            for draft in drafts[:-1]:
+                yield draft
+                waited = 0.0
+                while len(draft.split()) not in planned and waited < 60:
+                    await asyncio.sleep(0.01)  # paced by the engine: it sees every word as the LLM writes it
+                    waited += 0.01
+                if chunks:
+                    clock.now = 1000.0  # the voice has run dry from now on
+            before_final.append(len(calls))
+            yield drafts[-1]
+
+        async for c in quiet_model.stream_progressive(feed()):
+            chunks.append(c)
+        return np.concatenate([c.pcm for c in chunks])
+
+    pcm = asyncio.run(run())
+    assert before_final[0] >= 3  # the first piece, then short pieces of the words known while the LLM was behind
+    ends = word_ends(whole_calls)
+    for at, words in joins(calls):
+        assert quiet_around(pcm, at) <= quiet_around(whole, ends[words - 1]) + 0.040, (at, words)
+    assert len(pcm) == pytest.approx(len(whole), rel=0.05)
+    heard = [transcribe(whisper, a) for a in (whole, pcm)]
+    assert word_error_rate(heard[0], heard[1]) <= 0.15, heard
+
+
+def test_cancelling_a_unit_being_written_stops_synthesis_and_reading(
+    piper: PiperTTS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work: list[str] = []
+    for name in ("plan", "encode", "decode"):
+        monkeypatch.setattr(piper, name, logged(getattr(piper, name), name, work))
+    assert cancel_after_first_chunk(piper, "", work, drafts=unit_drafts(AMAZON)) == 1
+    late = after_cancel(work)
+    assert "drafts closed" in late and len([w for w in late if w != "drafts closed"]) <= 1
+
+
+def test_an_error_while_the_unit_is_written_reaches_the_caller(piper: PiperTTS) -> None:
+    async def failing():
+        yield "The Amazon rainforest produces a fifth of the"
+        raise ConnectionError("the LLM went away")
+
+    async def run() -> list[asyncio.Task]:
+        with pytest.raises(ConnectionError, match="went away"):
+            async for _ in piper.stream_progressive(failing()):
+                pass
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+    assert asyncio.run(run()) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -49,23 +49,35 @@ def logged(call: Callable[..., T], name: str, work: list[str]) -> Callable[..., 
     return wrapper
 
 
-def cancel_after_first_chunk(engine: TTSEngine, text: str, work: list[str], pause: float = 0.0) -> int:
-    """Start streaming `text` and cancel as soon as the first chunk arrives (the consumer waiting `pause`
-    after each chunk); return how many chunks arrived.
+def cancel_after_first_chunk(
+    engine: TTSEngine, text: str, work: list[str], pause: float = 0.0, drafts: list[str] | None = None
+) -> int:
+    """Start streaming `text` (or speaking `drafts` progressively, the last one never handed over: the LLM is
+    still writing) and cancel as soon as the first chunk arrives (the consumer waiting `pause` after each
+    chunk); return how many chunks arrived.
 
     `work` is the log the test's spies on the engine's synthesis calls append to when a call starts;
     "cancel" is appended just before the cancel, and every worker thread has finished by the time this
     returns (asyncio.run waits for them). The engines await one call at a time, so at most one entry may
     follow "cancel" (the call that was already under way); more is synthesis that went on for a reply
-    nobody will hear. A count, where a time bound would flake on a loaded machine.
+    nobody will hear. With `drafts`, "drafts closed" is logged when the engine stops reading them. A count,
+    where a time bound would flake on a loaded machine.
     """
+
+    async def writing() -> AsyncIterator[str]:
+        try:
+            for draft in (drafts or [])[:-1]:
+                yield draft
+            await asyncio.Event().wait()
+        finally:
+            work.append("drafts closed")
 
     async def run() -> int:
         got: list[SpeechChunk | Notice] = []
         first = asyncio.Event()
 
         async def consume() -> None:
-            async for c in engine.stream(text):
+            async for c in engine.stream(text) if drafts is None else engine.stream_progressive(writing()):
                 got.append(c)
                 first.set()
                 if pause:
@@ -135,13 +147,64 @@ def unit_drafts(reply: str) -> list[str]:
 
 
 class VirtualClock:
-    """Stands in for the `time` module of an engine: `perf_counter()` returns `now`, which only the test moves."""
+    """Stands in for the `time` module of an engine: `perf_counter()` returns `now`, which only the test moves
+    (and which moves `step` seconds at each reading, if the test sets one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, step: float = 0.0) -> None:
         self.now = 0.0
+        self.step = step
 
     def perf_counter(self) -> float:
+        self.now += self.step
         return self.now
+
+
+FIRST_AUDIO_WAIT = 60.0
+"""How long `speak_drafts` holds the last draft back: reached only when the engine never gets to the state
+the test waits for (the test then fails on what it checks), so it is no bound on speed."""
+
+
+@dataclass
+class Spoken:
+    items: list[SpeechChunk | Notice]
+    early: bool
+    """The first audio came before the last draft was handed over."""
+
+    @property
+    def chunks(self) -> list[SpeechChunk]:
+        return [i for i in self.items if isinstance(i, SpeechChunk)]
+
+    @property
+    def pcm(self) -> np.ndarray:
+        return np.concatenate([c.pcm for c in self.chunks]) if self.chunks else np.zeros(0, np.int16)
+
+
+def speak_drafts(engine: TTSEngine, drafts: list[str], hold: Callable[[], bool] | None = None) -> Spoken:
+    """Speak `drafts` with `stream_progressive`, handing over the last one (the complete unit) only once
+    `hold()` is true (polled; by default: the first audio has arrived, as when the LLM is far ahead of the
+    voice)."""
+
+    async def run() -> Spoken:
+        items: list[SpeechChunk | Notice] = []
+        ready = hold or (lambda: bool(items))
+        early: list[bool] = []
+
+        async def feed() -> AsyncIterator[str]:
+            for draft in drafts[:-1]:
+                yield draft
+                await asyncio.sleep(0)
+            waited = 0.0
+            while not ready() and waited < FIRST_AUDIO_WAIT:
+                await asyncio.sleep(0.01)
+                waited += 0.01
+            early.append(bool(items))
+            yield drafts[-1]
+
+        async for item in engine.stream_progressive(feed()):
+            items.append(item)
+        return Spoken(items, early[0])
+
+    return asyncio.run(run())
 
 
 @dataclass
