@@ -63,6 +63,9 @@ def running_server(workdir: Path, model_cache: Path) -> Iterator[str]:
         "DH_LLM__CACHE_DIR": str(model_cache),
         "DH_LLM__PROVIDER": "local",
         "DH_AGENT__PERSONA": str(persona),
+        # The insecure-page test reaches the server under another name, as through a LAN name or proxy:
+        # the operator must allow that name (without a token the server answers only this machine's names).
+        "DH_SERVER__ALLOWED_ORIGINS": f'["http://{INSECURE_HOST}"]',
     }
     cli = Path(sys.executable).with_name("digital-human")
     log = workdir / "server.log"

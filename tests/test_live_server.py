@@ -460,3 +460,15 @@ async def test_reconnecting_clients_leave_no_tasks_or_sessions_behind(live) -> N
     await no_sessions(server)
     await asyncio.sleep(0.5)
     assert len(asyncio.all_tasks()) <= baseline
+
+
+async def test_without_a_token_only_this_machines_names_are_served(live) -> None:
+    server, _ = live
+    # DNS rebinding: a page on evil.example points its name at 127.0.0.1; Origin and Host then agree.
+    rebound = f"ws://evil.example:{server.port}/ws"
+    with pytest.raises(InvalidStatus) as refused:
+        await open_client(rebound, host="127.0.0.1", port=server.port, origin=f"http://evil.example:{server.port}")
+    assert refused.value.response.status_code == 403
+    local = await open_client(f"ws://localhost:{server.port}/ws", host="127.0.0.1", port=server.port)
+    await local.until(lambda: local.of("ready"))
+    await local.ws.close()
