@@ -35,13 +35,42 @@ def person_mask(image: np.ndarray) -> np.ndarray:
     return np.clip(mask.astype(np.float32), 0.0, 1.0)
 
 
+def dilate_ellipse(mask: np.ndarray, radius: int) -> np.ndarray:
+    """`cv2.dilate` of a binary uint8 mask by `cv2.MORPH_ELLIPSE` of size 2·radius+1, pixel for pixel, but in
+    time linear in the mask's runs instead of in the kernel's area (0.1 s instead of 2-6 s for a 1080p photo).
+
+    Each row of OpenCV's elliptical kernel is one run centred on the anchor, so dilating a row run by
+    kernel row dy widens it by that row's half-width and moves it dy rows: the result is the union of
+    these widened runs, counted with a difference array along each row.
+    """
+    h, w = mask.shape
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    rows = np.flatnonzero(kernel.any(axis=1))
+    half = (np.count_nonzero(kernel[rows], axis=1) - 1) // 2
+    shift = rows - radius
+    on = np.zeros((h, w + 2), np.int8)
+    on[:, 1:-1] = mask > 0
+    edges = np.diff(on, axis=1)
+    run_y, run_x0 = np.nonzero(edges == 1)
+    _, run_x1 = np.nonzero(edges == -1)  # end (exclusive) of each run, in the same row-major order
+    y = run_y[:, None] + shift[None, :]
+    x0 = np.clip(run_x0[:, None] - half[None, :], 0, w)
+    x1 = np.clip(run_x1[:, None] + half[None, :], 0, w)
+    inside = (y >= 0) & (y < h)
+    y, x0, x1 = (a[inside].astype(np.intp) for a in (y, x0, x1))
+    cells = h * (w + 1)
+    count = np.bincount(y * (w + 1) + x0, minlength=cells) - np.bincount(y * (w + 1) + x1, minlength=cells)
+    covered = np.cumsum(count.reshape(h, w + 1)[:, :w], axis=1) > 0
+    return covered.astype(np.uint8) * 255
+
+
 def head_weight(image: np.ndarray, xy: np.ndarray, iod: float) -> np.ndarray:
     """float32 (h, w): 1 on the head, 0 on the background and body, soft at the silhouette and over the neck."""
     h, w = image.shape[:2]
     oval = np.zeros((h, w), np.uint8)
     cv2.fillPoly(oval, [np.round(xy[lm.FACE_OVAL]).astype(np.int32)], 255)
     reach = max(1, round(HAIR_REACH * iod))
-    zone = cv2.dilate(oval, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
+    zone = dilate_ellipse(oval, reach)
     chin_x, chin_y = (float(v) for v in xy[lm.CHIN])
     neck_x0, neck_x1 = round(chin_x - NECK_HALF_WIDTH * iod), round(chin_x + NECK_HALF_WIDTH * iod)
     below = slice(max(0, round(chin_y)), h)

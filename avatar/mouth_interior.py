@@ -55,8 +55,7 @@ def _mean_in(image: np.ndarray, polygon: np.ndarray, exclude: np.ndarray | None 
 def analyse_mouth(image: np.ndarray, xy: np.ndarray, rig: MouthRig) -> MouthColours:
     """Lip, skin and teeth colours, and whether the photo shows teeth worth reusing."""
     lips = _mean_in(image, xy[lm.LIPS_OUTER], xy[lm.LIPS_INNER])
-    cheek_ids = [50, 280, 205, 425]
-    skin = np.median(image[np.round(xy[cheek_ids, 1]).astype(int), np.round(xy[cheek_ids, 0]).astype(int)], axis=0)
+    skin = np.median(image[np.round(xy[lm.CHEEKS, 1]).astype(int), np.round(xy[lm.CHEEKS, 0]).astype(int)], axis=0)
     skin = skin.astype(np.float64)
     reuse = False
     teeth = np.clip(IVORY * _light_tint(skin) * min(240.0, 1.15 * skin.max()), 60, 245)
@@ -78,13 +77,24 @@ def opening_mask(image: np.ndarray, xy: np.ndarray, colours: MouthColours, iod: 
     shadow beyond it. Deliberately generous, unlike `lip_contour.opening_region` (which must find the
     lip edge precisely): whatever it marks is painted over when the lips close."""
     h, w = image.shape[:2]
-    outer = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(outer, [np.round(xy[lm.LIPS_OUTER]).astype(np.int32)], 255)
-    inner = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(inner, [np.round(xy[lm.LIPS_INNER]).astype(np.int32)], 255)
     radius = max(1, round(0.06 * iod))
+    outer_poly = np.round(xy[lm.LIPS_OUTER]).astype(np.int32)
+    inner_poly = np.round(xy[lm.LIPS_INNER]).astype(np.int32)
+    # Only the lips (and the inner contour's dilation) can be marked: the rest of a large photo is skipped.
+    corners = np.concatenate([outer_poly, inner_poly])
+    x0, y0 = np.clip(corners.min(axis=0) - radius - 1, 0, (w, h))
+    x1, y1 = np.clip(corners.max(axis=0) + radius + 2, 0, (w, h))
+    mask = np.zeros((h, w), np.uint8)
+    if x1 <= x0 or y1 <= y0:
+        return mask
+    origin = np.array([x0, y0], np.int32)
+    box = (y1 - y0, x1 - x0)
+    outer = np.zeros(box, np.uint8)
+    cv2.fillPoly(outer, [outer_poly - origin], 255)
+    inner = np.zeros(box, np.uint8)
+    cv2.fillPoly(inner, [inner_poly - origin], 255)
     inner = cv2.dilate(inner, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
-    pixels = image.astype(np.float32)
+    pixels = image[y0:y1, x0:x1].astype(np.float32)
     luminance = pixels.mean(axis=2)
     lip_luminance = float(colours.lips.mean())
     saturation = pixels.max(axis=2) - pixels.min(axis=2)
@@ -94,7 +104,8 @@ def opening_mask(image: np.ndarray, xy: np.ndarray, colours: MouthColours, iod: 
         & (saturation < 0.6 * (colours.lips.max() - colours.lips.min()) + 10)
         & (inner > 0)
     )
-    return ((dark | bright) * 255).astype(np.uint8)
+    mask[y0:y1, x0:x1] = (dark | bright) * 255
+    return mask
 
 
 def _smooth(edge: np.ndarray, width: float) -> np.ndarray:
@@ -263,6 +274,9 @@ def _teeth(u_src: np.ndarray, half_width: float, length: float | np.ndarray) -> 
     lo, hi = TOOTH_EDGES[index], TOOTH_EDGES[index + 1]
     across = np.clip((a - lo) / (hi - lo), 0.0, 1.0) * 2.0 - 1.0
     inside = a < TOOTH_EDGES[-1]
-    visible = length * TOOTH_LENGTH[index] * (1.0 - 0.15 * across**4) * inside
-    shade = TOOTH_SHADE[index] * (1.0 - 0.14 * across**6)
+    # Even powers by multiplication: numpy's pow of negative numbers is ~100x slower, and this is the mouth
+    # bank's inner loop.
+    squared = across * across
+    visible = length * TOOTH_LENGTH[index] * (1.0 - 0.15 * squared * squared) * inside
+    shade = TOOTH_SHADE[index] * (1.0 - 0.14 * squared * squared * squared)
     return visible, shade

@@ -11,7 +11,7 @@ import numpy as np
 
 from avatar import landmarks as lm
 from avatar.face_rig import IRIS
-from avatar.mesh_warp import backward_map, harmonic_fill, rect_ring, triangulate
+from avatar.mesh_warp import MeshWarp, rect_ring, triangulate
 
 Rect = tuple[int, int, int, int]
 """x0, y0, x1, y1 in image pixels (x1, y1 exclusive)."""
@@ -48,6 +48,7 @@ class PatchMesh:
         self.n_ring = len(ring)
         self.triangles = triangulate(self.points)
         self._slot = {int(i): k for k, i in enumerate(self.landmark_ids)}
+        self._warp = MeshWarp(self.points, self.triangles, self.size)
 
     def _fillers(self, local: np.ndarray, ring: np.ndarray, iod: float) -> np.ndarray:
         """Extra free vertices where landmarks are sparse (neck, background), so motion fades smoothly."""
@@ -82,8 +83,8 @@ class PatchMesh:
             slot = self._slot.get(i)
             if slot is not None:
                 fixed[slot] = True
-        disp = harmonic_fill(n, self.triangles, fixed, values)
-        out = backward_map(self.points, self.points + disp, self.triangles, self.size)
+        disp = self._warp.harmonic_fill(fixed, values)
+        out = self._warp.backward_map(self.points + disp)
         out[..., 0] += self.rect[0]
         out[..., 1] += self.rect[1]
         return out
