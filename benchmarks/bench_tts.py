@@ -8,10 +8,17 @@ the first decoder window), which is what the early cut saves, and through piper'
 (whole sentences, 22.05 kHz, no timings) as a reference.
 
 A live reply adds the wait for its first speakable unit: three 3-sentence replies are fed token by token
-at `TOKENS_PER_SECOND` through the sentence segmenter into piper, and time to first audio runs from the
-first token to the first `SpeechChunk`. The segmenter is measured as it is and as it was before the
-first unit stopped being capped at 60 characters (its source read from git at `BASELINE`), in the same
-run so both see the same load. Writes benchmarks/results/tts.md.
+at `RATES` tokens per second through the sentence segmenter into piper, and time to first audio runs from
+the first token to the first `SpeechChunk`. The segmenter is measured as it is, as it was before the
+first unit stopped being capped at 60 characters (its source read from git at `BASELINE`), and with the
+first unit handed to piper as it is written (`stream_progressive`), all in the same run so they see the
+same load. The first unit is played from its first chunk in real time to find the longest gap a listener
+would hear, and its encoder pieces are compared with those of the whole unit.
+
+Joins between pieces: sentences are rendered in one piece, cut the way piper cuts them without context
+words (as before) and with them (now), with the model's noise off so the renderings differ only by the
+cuts; the quiet heard at each join is compared with the quiet at the same word of the one-piece render,
+and Whisper transcribes all three. Writes benchmarks/results/tts.md.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -32,11 +38,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.events import SpeechChunk  # noqa: E402
+import pytest  # noqa: E402
+
+from core.config import ASRConfig  # noqa: E402
+from core.events import CANONICAL_SAMPLE_RATE, SpeechChunk  # noqa: E402
 from speech import text as segmenter_now  # noqa: E402
-from speech.tts import TTSEngine  # noqa: E402
+from speech import tts_piper  # noqa: E402
+from speech.asr import Transcriber  # noqa: E402
+from speech.tts import TTSEngine, last_draft  # noqa: E402
 from speech.tts_espeak import EspeakTTS  # noqa: E402
-from speech.tts_piper import PiperTTS  # noqa: E402
+from speech.tts_piper import Piece, PiperTTS  # noqa: E402
+from tests.tts_helpers import (  # noqa: E402
+    collect,
+    joins,
+    llm_tokens,
+    quiet_around,
+    record_encodes,
+    word_ends,
+    word_error_rate,
+)
 
 REPEATS = 7
 SENTENCE = "I think the weather will be lovely for our walk this afternoon."
@@ -49,7 +69,8 @@ CHINESE_SENTENCE = "我觉得今天下午的天气很适合我们一起去公园
 CHINESE_PARAGRAPH = (
     "欢迎回来。今天我们来看看小电脑怎样在没有显卡的情况下运行一个会说话的数字人，以及这为什么对隐私很重要。"
 )
-TOKENS_PER_SECOND = 30
+RATES = (30, 10)
+"""Tokens per second: a cloud LLM, and a slow one (the offline model on a busy machine)."""
 REPLIES = {
     "long first sentence, no comma": (
         "The Amazon rainforest produces a fifth of the oxygen made on land and is often called the lungs of "
@@ -67,6 +88,13 @@ REPLIES = {
 }
 BASELINE = "89fb859^"
 """The commit whose speech/text.py capped the first unit at 60 characters, cutting at any space."""
+JOIN_SENTENCES = [
+    *(reply.split(". ")[0] + "." for reply in REPLIES.values()),
+    "I think the weather will be lovely for our walk this afternoon, so bring a hat.",
+    "Today I would like to tell you about the quick brown fox and the lazy dog.",
+    "Our team found that most people prefer to travel by train when the journey is short.",
+    "Please remember to bring an umbrella because it might rain this evening.",
+]
 RESULTS = ROOT / "benchmarks" / "results"
 TTFA_TARGET = 0.150
 RTF_TARGET = 0.1
@@ -126,15 +154,6 @@ def bench(cases: list[Case]) -> None:
             case.cpu_rtf.append(cpu / seconds)
 
 
-def tokens(text: str) -> list[str]:
-    """LLM-like tokens: each word with its leading space, in pieces of at most four characters (about the
-    English average of GPT-style tokenizers), and each punctuation mark on its own."""
-    out: list[str] = []
-    for word in re.findall(r"\s*[\w']+|\s*[^\w\s']", text):
-        out += [word[k : k + 4] for k in range(0, len(word), 4)]
-    return out
-
-
 def baseline_segmenter() -> types.ModuleType | None:
     """speech/text.py as it was at `BASELINE`, loaded as a module of its own (None outside a git clone)."""
     try:
@@ -152,27 +171,64 @@ def baseline_segmenter() -> types.ModuleType | None:
 class Reply:
     segmenter: str
     reply: str
+    rate: int
     first_unit: str = ""
     unit_ready: float = 0.0
     """When the token that made the first unit certain arrived (seconds after the first token)."""
     mid_phrase_cuts: int = 0
     ttfa: list[float] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)
+    """Longest wait for audio within the first unit, played in real time from its first chunk."""
+    whole_pieces: list[bool] = field(default_factory=list)
+    """The first unit went through the encoder in the same pieces as the whole unit does."""
 
 
-async def first_audio_of_reply(engine: TTSEngine, module: types.ModuleType, text: str) -> tuple[float, str, float]:
-    """(time to first audio, first unit, when it was ready): tokens arrive on schedule, piper takes the unit."""
+@dataclass
+class Run:
+    ttfa: float
+    first_unit: str
+    unit_ready: float
+    gap: float
+    pieces: list[list[str]]
+
+
+async def first_unit_of_reply(
+    engine: TTSEngine, module: types.ModuleType, text: str, rate: int, progressive: bool, pieces: list[list[str]]
+) -> Run:
+    """Tokens arrive on schedule; piper speaks the first unit (as it is written when `progressive`) to its end.
+    `pieces` is where the encoder spy records the pieces it is given."""
     segmenter = module.SentenceSegmenter()
+    schedule = llm_tokens(text)
+    ready: list[tuple[str, float]] = []
     started = time.perf_counter()
-    for k, token in enumerate(tokens(text)):
-        await asyncio.sleep(max(0.0, started + k / TOKENS_PER_SECOND - time.perf_counter()))
-        if units := segmenter.feed(token):
-            break
-    else:
-        units = segmenter.flush()
-    async with contextlib.aclosing(engine.stream(units[0])) as chunks:
-        async for _ in chunks:
-            return time.perf_counter() - started, units[0], k / TOKENS_PER_SECOND
-    raise RuntimeError(f"no audio for {units[0]!r}")
+
+    async def drafts() -> AsyncIterator[str]:
+        written = ""
+        for k, token in enumerate(schedule):
+            await asyncio.sleep(max(0.0, started + k / rate - time.perf_counter()))
+            if units := segmenter.feed(token):
+                ready.append((units[0], k / rate))
+                yield units[0]
+                return
+            written += token
+            if progressive:
+                yield segmenter_now.clean_for_speech(written)
+        ready.append((segmenter.flush()[0], len(schedule) / rate))
+        yield ready[0][0]
+
+    pieces.clear()
+    speech = engine.stream_progressive(drafts()) if progressive else engine.stream(await last_draft(drafts()))
+    first: float | None = None
+    played = gap = 0.0
+    async with contextlib.aclosing(speech) as chunks:
+        async for chunk in chunks:
+            now = time.perf_counter()
+            first = now if first is None else first
+            gap = max(gap, now - (first + played))
+            played += chunk.duration
+    if first is None:
+        raise RuntimeError(f"no audio for {ready[0][0]!r}")
+    return Run(first - started, ready[0][0], ready[0][1], gap, list(pieces))
 
 
 def mid_phrase_cuts(module: types.ModuleType, text: str) -> int:
@@ -181,18 +237,78 @@ def mid_phrase_cuts(module: types.ModuleType, text: str) -> int:
     return sum(not u.endswith(tuple(".!?…;:,")) for u in units[:-1])
 
 
-def bench_replies(engine: TTSEngine) -> list[Reply]:
-    segmenters = {"now": segmenter_now}
+def bench_replies(engine: PiperTTS) -> list[Reply]:
+    modes: dict[str, tuple[types.ModuleType, bool]] = {}
     if (before := baseline_segmenter()) is not None:
-        segmenters = {"before (60-character cap)": before, **segmenters}
-    cases = [Reply(name, reply) for reply in REPLIES for name in segmenters]
-    for _ in range(REPEATS):
-        for case in cases:
-            module, text = segmenters[case.segmenter], REPLIES[case.reply]
-            first, case.first_unit, case.unit_ready = asyncio.run(first_audio_of_reply(engine, module, text))
-            case.ttfa.append(first)
-            case.mid_phrase_cuts = mid_phrase_cuts(module, text)
+        modes["before (60-character cap)"] = (before, False)
+    modes |= {"now": (segmenter_now, False), "now, spoken as written": (segmenter_now, True)}
+    cases = [
+        Reply(name, reply, rate)
+        for rate in RATES
+        for reply in REPLIES
+        for name in modes
+        if rate == RATES[0] or name != "before (60-character cap)"
+    ]
+    pieces: list[list[str]] = []
+    real_encode = engine.encode
+
+    def spy(piece: Piece) -> tts_piper.Encoded:
+        pieces.append(piece.phonemes)
+        return real_encode(piece)
+
+    engine.encode = spy  # type: ignore[method-assign]
+    try:
+        for _ in range(REPEATS):
+            for case in cases:
+                module, progressive = modes[case.segmenter]
+                text = REPLIES[case.reply]
+                run = asyncio.run(first_unit_of_reply(engine, module, text, case.rate, progressive, pieces))
+                case.first_unit, case.unit_ready = run.first_unit, run.unit_ready
+                case.ttfa.append(run.ttfa)
+                case.gaps.append(run.gap)
+                case.whole_pieces.append(run.pieces == [p.phonemes for p in engine.plan(run.first_unit).pieces])
+                case.mid_phrase_cuts = mid_phrase_cuts(module, text)
+    finally:
+        del engine.encode
     return cases
+
+
+@dataclass
+class Joins:
+    name: str
+    extra_quiet: list[float] = field(default_factory=list)
+    """Per join: seconds of quiet heard there beyond the quiet at the same word of the one-piece render."""
+    length: list[float] = field(default_factory=list)
+    """Per sentence: length over the one-piece render's, minus one."""
+    wer: list[float] = field(default_factory=list)
+
+
+def bench_joins(engine: PiperTTS) -> list[Joins]:
+    """One-piece renders against piper's cuts without and with context words, the model's noise off."""
+    transcriber = Transcriber(ASRConfig(language="en"))
+    one_piece = PiperTTS(first_piece_words=0, max_piece_words=100)
+    results = [Joins("one piece (reference)"), Joins("cut, no context (before)"), Joins("cut with context (now)")]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine._voice.config, "noise_scale", 0.0)
+        patch.setattr(engine._voice.config, "noise_w_scale", 0.0)
+        for sentence in JOIN_SENTENCES:
+            calls = record_encodes(one_piece, patch)
+            reference, _, _, _ = collect(one_piece, sentence)
+            ends = word_ends(calls)
+            for result, context in zip(results, (None, 0, tts_piper.CONTEXT_WORDS), strict=True):
+                if context is None:
+                    pcm = reference
+                else:
+                    patch.setattr(tts_piper, "CONTEXT_WORDS", context)
+                    calls = record_encodes(engine, patch)
+                    pcm, _, _, _ = collect(engine, sentence)
+                    result.extra_quiet += [
+                        quiet_around(pcm, at) - quiet_around(reference, ends[words - 1]) for at, words in joins(calls)
+                    ]
+                    result.length.append(len(pcm) / len(reference) - 1)
+                heard = transcriber.transcribe(pcm, CANONICAL_SAMPLE_RATE, "en").text
+                result.wer.append(word_error_rate(sentence, heard))
+    return results
 
 
 def timed_load(make: Callable[[], TTSEngine]) -> tuple[TTSEngine, float]:
@@ -214,6 +330,7 @@ def main() -> int:
     ]
     bench(cases)
     replies = bench_replies(piper)
+    seams = bench_joins(piper)
 
     lines = [
         f"TTS speed on this machine ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end), "
@@ -239,23 +356,50 @@ def main() -> int:
         "Sentence: " + SENTENCE,
         "Mandarin sentence: " + CHINESE_SENTENCE,
         "",
-        f"## A streamed reply: {TOKENS_PER_SECOND} tokens/s through the sentence segmenter into piper",
+        "## A streamed reply: tokens through the sentence segmenter into piper",
         "",
         f"Time to first audio from the first token, medians over {REPEATS} runs; 'unit ready' is when the token "
         "that made the first unit certain arrived (fixed by the schedule). A mid-phrase cut is a unit that does "
-        "not end at punctuation: the voice pauses where a speaker would not.",
+        "not end at punctuation: the voice pauses where a speaker would not. 'Longest gap' is the worst, over "
+        "the runs, wait for audio within the first unit played from its first chunk in real time. 'Whole-unit "
+        "pieces' counts the runs whose encoder pieces were exactly those of the complete unit (then, the model's "
+        "noise aside, the samples are too).",
         "",
-        "| reply | segmenter | first unit (characters) | unit ready (ms) | first audio (ms) | worst (ms) "
-        "| mid-phrase cuts |",
-        "|---|---|---|---|---|---|---|",
+        "| tokens/s | reply | segmenter | first unit (characters) | unit ready (ms) | first audio (ms) | worst (ms) "
+        "| longest gap (ms) | whole-unit pieces | mid-phrase cuts |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in replies:
         lines.append(
-            f"| {r.reply} | {r.segmenter} | {len(r.first_unit)} | {r.unit_ready * 1000:.0f} "
-            f"| {statistics.median(r.ttfa) * 1000:.0f} | {max(r.ttfa) * 1000:.0f} | {r.mid_phrase_cuts} |"
+            f"| {r.rate} | {r.reply} | {r.segmenter} | {len(r.first_unit)} | {r.unit_ready * 1000:.0f} "
+            f"| {statistics.median(r.ttfa) * 1000:.0f} | {max(r.ttfa) * 1000:.0f} | {max(r.gaps) * 1000:.0f} "
+            f"| {sum(r.whole_pieces)}/{len(r.whole_pieces)} | {r.mid_phrase_cuts} |"
         )
     lines += ["", "Replies:", *(f"- {name}: {text}" for name, text in REPLIES.items())]
     lines += ["", "First units:", *sorted({f"- {r.segmenter}: {r.first_unit}" for r in replies})]
+    lines += [
+        "",
+        "## Joins between pieces",
+        "",
+        f"{len(JOIN_SENTENCES)} sentences, noise off. Extra quiet: the quiet run (5 ms frames 35 dB under the "
+        "loudest) touching a join, minus the one touching the same word boundary of the one-piece render; "
+        "stop consonants are silent too, hence the comparison. Length: against the one-piece render. "
+        "WER: Whisper base (the product's recogniser) against the text, mean over the sentences.",
+        "",
+        "| rendering | joins | extra quiet, median (ms) | worst (ms) | length, median | worst | WER |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for j in seams:
+        quiet = (
+            f"{len(j.extra_quiet)} | {statistics.median(j.extra_quiet) * 1000:.0f} | {max(j.extra_quiet) * 1000:.0f}"
+            if j.extra_quiet
+            else "0 | | "
+        )
+        length = (
+            f"{statistics.median(j.length) * 100:+.1f}% | {max(j.length, key=abs) * 100:+.1f}%" if j.length else " | "
+        )
+        lines.append(f"| {j.name} | {quiet} | {length} | {statistics.mean(j.wer) * 100:.1f}% |")
+    lines += ["", "Sentences:", *(f"- {s}" for s in JOIN_SENTENCES)]
     report = "\n".join(lines) + "\n"
     print(report)
     RESULTS.mkdir(parents=True, exist_ok=True)

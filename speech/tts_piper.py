@@ -54,15 +54,17 @@ one-shot output to 1e-6, 10 to about 1e-5 (far below audibility) for less overhe
 FIRST_WINDOW_FRAMES = 16
 """The shortest window (16 × 256 samples ≈ 0.19 s): the first audio comes quickly."""
 WINDOW_FRAMES = 192
-"""The longest window (≈ 2.2 s): the context decoded around each window is overhead. A window is never
-longer than the audio still buffered ahead of the listener, so decoding it cannot make the voice wait."""
+"""The longest window (≈ 2.2 s): the context decoded around each window is overhead. Later windows are as
+long as the decoder, at its measured speed, can finish before the audio already handed out has played
+(`SAFETY`), so a busy machine gets shorter windows instead of a gap."""
 LOW_BUFFER_SECONDS = 0.2
 """Time to phonemize a short piece, encode it and decode its first window, with room to spare."""
-ENCODE_SAFETY = 2.0
-"""A unit written progressively: the next piece is encoded whole only if the audio left to play covers
-this many times the encoder's last measured seconds per phoneme for it, plus `LOW_BUFFER_SECONDS`.
-Otherwise its first few words go first (cheap to encode, like the first piece of a unit), and if the
-LLM has not written enough, the words known so far do: a join at a word gap in place of a pause."""
+SAFETY = 2.0
+"""Work is planned to take at most 1 / SAFETY of the audio left to play, at the speed last measured. A
+unit written progressively: its next piece is encoded whole only if that covers encoding it, plus
+`LOW_BUFFER_SECONDS`; otherwise its first few words go first (cheap to encode, like the first piece of a
+unit), and if the LLM has not written enough, the words known so far do: a join at a word gap in place
+of a pause."""
 CONTEXT_WORDS = 2
 """Words of its sentence encoded on each side of a piece (see `PiperTTS.encode`)."""
 LOOKAHEAD_WORDS = 3
@@ -454,7 +456,7 @@ class PiperTTS(TTSEngine):
 
     def _budget(self, piece: Piece, out: _Output) -> float:
         """Seconds of buffered audio needed to start `piece` without the voice running dry."""
-        return LOW_BUFFER_SECONDS + ENCODE_SAFETY * out.encode_rate * len(piece.phonemes)
+        return LOW_BUFFER_SECONDS + SAFETY * out.encode_rate * _encoded_length(piece)
 
     def _keeps_up(self, draft: str, since: float) -> bool:
         """Whether the LLM has written `draft` fast enough (`KEEP_UP`) to start speaking it now."""
@@ -493,7 +495,7 @@ class PiperTTS(TTSEngine):
     async def _speak(self, piece: Piece, out: _Output) -> AsyncIterator[SpeechChunk]:
         started = time.perf_counter()
         encoded = await asyncio.to_thread(self.encode, piece)
-        out.encode_rate = (time.perf_counter() - started) / max(1, len(piece.phonemes))
+        out.encode_rate = (time.perf_counter() - started) / _encoded_length(piece)
         visemes = viseme_timeline(encoded.phonemes)
         words = word_spans(encoded.phonemes, piece.words)
         out.timer.add(
@@ -502,9 +504,13 @@ class PiperTTS(TTSEngine):
         )
         lo = encoded.first_frame
         while lo < encoded.end_frame:
-            window = int(out.ahead() * self._rate / self._hop)
+            window = FIRST_WINDOW_FRAMES
+            if out.decode_rate:
+                window = int(out.ahead() / (SAFETY * out.decode_rate)) - 2 * CONTEXT_FRAMES
             hi = min(encoded.end_frame, lo + min(WINDOW_FRAMES, max(FIRST_WINDOW_FRAMES, window)))
+            started = time.perf_counter()
             audio = await asyncio.to_thread(self.decode, encoded, lo, hi)
+            out.decode_rate = (time.perf_counter() - started) / (hi - lo + 2 * CONTEXT_FRAMES)
             lo = hi
             out.position += len(audio) / self._rate
             pcm = out.resampler.process(float_to_pcm16(audio))
@@ -522,7 +528,9 @@ class _Output:
         """Seconds of model audio so far: where the next piece's events start."""
         self.started: float | None = None
         self.encode_rate = 0.0
-        """Seconds per phoneme of the last encoder call: how busy the machine is now."""
+        """Seconds per phoneme (context included) of the last encoder call: how busy the machine is now."""
+        self.decode_rate = 0.0
+        """Seconds per latent frame (context included) of the last decoder call (0: none yet)."""
         self._sent = 0.0
 
     def ahead(self) -> float:
@@ -539,6 +547,11 @@ class _Output:
             self.started = time.perf_counter()
         self._sent += seconds
         return SpeechChunk(pcm, CANONICAL_SAMPLE_RATE, visemes, words)
+
+
+def _encoded_length(piece: Piece) -> int:
+    """Phonemes the encoder reads for `piece`: its own and its context words'."""
+    return len(piece.before) + len(piece.phonemes) + len(piece.after)
 
 
 def _last_chunk(out: _Output) -> SpeechChunk | None:

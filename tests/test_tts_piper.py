@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from tts_helpers import (
     speak_drafts,
     unit_drafts,
     word_ends,
+    word_error_rate,
 )
 
 from core.audio import resample
@@ -36,17 +36,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def piper() -> PiperTTS:
     return PiperTTS()
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref = re.findall(r"[a-z0-9']+", reference.lower())
-    hyp = re.findall(r"[a-z0-9']+", hypothesis.lower())
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)] / len(ref)
 
 
 def transcribe(whisper, pcm: np.ndarray) -> str:

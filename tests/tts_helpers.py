@@ -123,6 +123,18 @@ def envelope_lag(pcm: np.ndarray, visemes: list[VisemeEvent]) -> tuple[float, fl
     return lags[best] / 100, scores[best]
 
 
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Word-level edit distance over the reference's length, ignoring case and punctuation."""
+    ref = re.findall(r"[a-z0-9']+", reference.lower())
+    hyp = re.findall(r"[a-z0-9']+", hypothesis.lower())
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+    return d[len(hyp)] / len(ref)
+
+
 def llm_tokens(text: str) -> list[str]:
     """LLM-like tokens: each word with its leading space, in pieces of at most four characters (about the
     English average of GPT-style tokenizers), and each punctuation mark on its own."""
