@@ -85,7 +85,7 @@ class MeshWarp:
     def _system(self, fixed: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndarray], sparse.csr_matrix]:
         """(solver of the free vertices' equations, their coupling to the fixed ones) for this set of fixed
         vertices, factorised on first use."""
-        key = np.packbits(fixed).tobytes() + len(fixed).to_bytes(4, "little")
+        key = fixed.tobytes()
         if key not in self._systems:
             free = ~fixed
             rows = self._laplacian[free]
