@@ -302,7 +302,13 @@ async def open_llm(cfg: LLMConfig) -> AsyncIterator[LLMClient]:
             await client.aclose()
         return
     path = await asyncio.to_thread(assemble_model, cfg.local_model, cfg.cache_dir)
-    server = LocalLLMServer(path, name=cfg.local_model, threads=cfg.local_threads, context=cfg.local_context)
+    server = LocalLLMServer(
+        path,
+        name=cfg.local_model,
+        threads=cfg.local_threads,
+        batch_threads=cfg.local_prompt_threads,
+        context=cfg.local_context,
+    )
     async with server:
         client = LLMClient.from_config(
             cfg,

@@ -1,14 +1,17 @@
 """Offline LLM speed under load: which model size and thread setting can start a spoken reply in time.
 
 The product goal is typed message → first reply frame ≤ 1.0 s (p50), so the LLM's first speakable
-unit (what `SentenceSegmenter` hands to TTS) must come well before that. Each case starts the
-offline server as the product does (child process, persona prompt warmed), keeps one core busy
-with another process (a stand-in for TTS and rendering; other jobs on this machine add more),
-then sends distinct ~60-token user messages after the ~300-token persona prompt. Reported: time to
-first token and to first speakable unit, prompt and generation speed (llama.cpp's own timings),
-tokens read per turn (the warm prefix is not read again), start-up and resident memory.
-Medians and p90 over REPEATS runs. One case runs llama.cpp inside the measuring process instead of
-a child, to compare. Writes benchmarks/results/llm.md.
+unit (what `SentenceSegmenter` hands to TTS) must come well before that. Every case starts the
+offline server as the product does (child process, persona prompt warmed); one more runs llama.cpp
+inside the measuring process instead, to compare. All of them are loaded together and take turns
+— round i asks every case question i — so the load of the shared machine, which changes by the
+minute, weighs on all cases alike. Meanwhile another process keeps one core busy (a stand-in for
+TTS and rendering; other jobs on this machine add more). A turn is a new ~60-token user message
+after the ~300-token persona prompt. Reported: time to first token and to first speakable unit,
+prompt and generation speed (llama.cpp's own timings), tokens read per turn (the warm prefix is
+not read again), the CPU the server actually got, start-up and resident memory; medians and p90.
+OMP_WAIT_POLICY=ACTIVE runs alone afterwards: its idle threads would spin during the other turns.
+Writes benchmarks/results/llm.md.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import statistics
 import subprocess
@@ -38,8 +40,6 @@ REPEATS = 7
 MAX_TOKENS = 48
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = Path("~/.cache/digital-human/models")
-CASE_BUDGET = 150.0
-"""Seconds of turns per case: a setting whose threads collapse stops there (its turn count says so)."""
 TARGET_FIRST_UNIT = 0.6
 """Seconds: the LLM's share of the 1.0 s budget to the first frame (TTS, render and send need the rest)."""
 
@@ -81,12 +81,17 @@ class Case:
     model: str
     threads: int
     batch_threads: int
-    omp_wait: str
+    omp_wait: str = "PASSIVE"
     in_process: bool = False
-    ready: float | None = None
-    warm_tokens: int | None = None
-    warm: float | None = None
-    rss_mb: float | None = None
+    client: LLMClient | None = None
+    in_process_server: object = None
+    pid: int = 0
+    ready: float = 0.0
+    warm_tokens: int = 0
+    warm: float = 0.0
+    rss_mb: float = 0.0
+    turn_wall: float = 0.0
+    turn_cpu: float = 0.0
     ttft: list[float] = field(default_factory=list)
     first_unit: list[float] = field(default_factory=list)
     prompt_tokens: list[int] = field(default_factory=list)
@@ -99,45 +104,98 @@ class Case:
         where = "in-process" if self.in_process else "child process"
         return f"{self.model}, {self.threads} gen / {self.batch_threads} prompt thread(s), OMP {self.omp_wait}, {where}"
 
+    @property
+    def cpu_share(self) -> float:
+        """CPU seconds the server got per second of its turns (1.0 = one whole core)."""
+        return self.turn_cpu / self.turn_wall if self.turn_wall else 0.0
 
-async def measure(client: LLMClient, case: Case) -> None:
-    """Warm the persona, then time REPEATS turns of new user messages."""
-    warm = await client.warm(PERSONA)
+
+def client_for(url: str, key: str, model: str) -> LLMClient:
+    return LLMClient(
+        base_url=url, api_key=key, model=model, first_token_timeout=120, token_timeout=60, caches_prompts=True
+    )
+
+
+async def start(case: Case, stack: contextlib.AsyncExitStack) -> None:
+    """Serve the case's model (child process, or in this process) and warm the persona prompt."""
+    path = assemble_model(case.model, CACHE)
+    started = time.perf_counter()
+    if case.in_process:
+        import xllamacpp  # only now: OMP_WAIT_POLICY must be set before OpenMP loads into this process
+
+        from agent.llama_process import _params
+
+        options = {"context": 4096, "parallel": 2, "threads": case.threads, "batch_threads": case.batch_threads}
+        server = xllamacpp.Server(_params(argparse.Namespace(model=str(path), alias=case.model, **options), "bench"))
+        url, key, case.pid = server.listening_address + "/v1", "bench", os.getpid()
+        case.in_process_server = server  # it has no stop method: it lives until the benchmark exits
+    else:
+        os.environ["OMP_WAIT_POLICY"] = case.omp_wait
+        child = LocalLLMServer(path, name=case.model, threads=case.threads, batch_threads=case.batch_threads)
+        await stack.enter_async_context(child)
+        assert child.base_url is not None and child.pid is not None
+        url, key, case.pid = child.base_url, child.api_key, child.pid
+    case.ready = time.perf_counter() - started
+    case.client = client_for(url, key, case.model)
+    warm = await case.client.warm(PERSONA)
     assert warm is not None and warm.server is not None
-    case.warm, case.warm_tokens = warm.total, warm.server.get("prompt_n")
-    budget_end = time.perf_counter() + CASE_BUDGET
-    for i in range(REPEATS):
-        if time.perf_counter() > budget_end:
-            break
-        question = QUESTIONS[i % len(QUESTIONS)]
-        messages = [{"role": "system", "content": PERSONA}, {"role": "user", "content": question}]
-        segmenter = SentenceSegmenter()
-        started = time.perf_counter()
-        first_unit = None
-        text = ""
-        async with client.stream(messages, max_tokens=MAX_TOKENS) as reply:
-            async for piece in reply:
-                text += piece
-                if first_unit is None and segmenter.feed(piece):
-                    first_unit = time.perf_counter() - started
-        if first_unit is None and segmenter.flush():
-            first_unit = time.perf_counter() - started
-        server = reply.timings.server or {}
-        case.ttft.append(reply.timings.ttft or 0.0)
-        case.first_unit.append(first_unit or float("nan"))
-        case.prompt_tokens.append(int(server.get("prompt_n", 0)))
-        case.prompt_tps.append(float(server.get("prompt_per_second", 0.0)))
-        case.gen_tps.append(float(server.get("predicted_per_second", 0.0)))
-        if i == 0:
-            case.sample = text
+    case.warm, case.warm_tokens = warm.total or 0.0, int(warm.server.get("prompt_n", 0))
 
 
-def rss_mb(pid: int) -> float | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return None
+async def turn(case: Case, i: int) -> None:
+    """Question i after the persona prompt; time it to the first token and to the first speakable unit."""
+    assert case.client is not None
+    messages = [{"role": "system", "content": PERSONA}, {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
+    segmenter = SentenceSegmenter()
+    cpu_before, started = cpu_seconds(case.pid), time.perf_counter()
+    first_unit = None
+    text = ""
+    async with case.client.stream(messages, max_tokens=MAX_TOKENS) as reply:
+        async for piece in reply:
+            text += piece
+            if first_unit is None and segmenter.feed(piece):
+                first_unit = time.perf_counter() - started
+    if first_unit is None and segmenter.flush():
+        first_unit = time.perf_counter() - started
+    case.turn_wall += time.perf_counter() - started
+    case.turn_cpu += cpu_seconds(case.pid) - cpu_before
+    server = reply.timings.server or {}
+    case.ttft.append(reply.timings.ttft or 0.0)
+    case.first_unit.append(first_unit or float("nan"))
+    case.prompt_tokens.append(int(server.get("prompt_n", 0)))
+    case.prompt_tps.append(float(server.get("prompt_per_second", 0.0)))
+    case.gen_tps.append(float(server.get("predicted_per_second", 0.0)))
+    if i == 0:
+        case.sample = text
+
+
+async def run(cases: list[Case]) -> None:
+    """Start every case, then REPEATS rounds in which each case answers the same question."""
+    async with contextlib.AsyncExitStack() as stack:
+        for case in cases:
+            await start(case, stack)
+            print(f"- {case.label}: ready in {case.ready:.1f} s, persona warmed in {case.warm:.1f} s", flush=True)
+        with busy_core():
+            for i in range(REPEATS):
+                for case in cases:
+                    await turn(case, i)
+                print(f"  round {i + 1}/{REPEATS} done", flush=True)
+        for case in cases:
+            case.rss_mb = rss_mb(case.pid)
+            assert case.client is not None
+            await case.client.aclose()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 @contextlib.contextmanager
@@ -151,58 +209,6 @@ def busy_core() -> Iterator[None]:
         spinner.wait()
 
 
-def client_for(url: str, key: str, model: str) -> LLMClient:
-    return LLMClient(
-        base_url=url, api_key=key, model=model, first_token_timeout=60, token_timeout=30, caches_prompts=True
-    )
-
-
-async def run_child_case(case: Case) -> None:
-    path = assemble_model(case.model, CACHE)
-    os.environ["OMP_WAIT_POLICY"] = case.omp_wait
-    server = LocalLLMServer(path, name=case.model, threads=case.threads, batch_threads=case.batch_threads)
-    async with server:
-        case.ready = server.started_in
-        assert server.base_url is not None and server.pid is not None
-        client = client_for(server.base_url, server.api_key, case.model)
-        await measure(client, case)
-        case.rss_mb = rss_mb(server.pid)
-        await client.aclose()
-
-
-async def in_process_main(model: str, threads: int, batch_threads: int) -> None:
-    """`--in-process`: serve from this very process (how xllamacpp.Server is meant to be used) and print the case."""
-    import xllamacpp
-
-    from agent.llama_process import _params
-
-    case = Case(model, threads, batch_threads, os.environ.get("OMP_WAIT_POLICY", "default"), in_process=True)
-    args = argparse.Namespace(
-        model=str(assemble_model(model, CACHE)),
-        alias=model,
-        threads=threads,
-        batch_threads=batch_threads,
-        context=4096,
-        parallel=2,
-    )
-    started = time.perf_counter()
-    server = xllamacpp.Server(_params(args, "bench"))
-    case.ready = time.perf_counter() - started
-    client = client_for(server.listening_address + "/v1", "bench", model)
-    await measure(client, case)
-    case.rss_mb = rss_mb(os.getpid())
-    print(json.dumps(case.__dict__), flush=True)
-    os._exit(0)
-
-
-def run_in_process_case(case: Case) -> None:
-    env = dict(os.environ, OMP_WAIT_POLICY=case.omp_wait)
-    command = [sys.executable, __file__, "--in-process", case.model, str(case.threads), str(case.batch_threads)]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    for key, value in json.loads(out.strip().splitlines()[-1]).items():
-        setattr(case, key, value)
-
-
 def p50(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -213,62 +219,33 @@ def p90(values: list[float]) -> float:
 
 def report(cases: list[Case], load: str) -> str:
     lines = [
-        f"Offline LLM on this machine (2 shared cores; {load}). {REPEATS} turns per case: a new ~60-token "
-        f"user message after the warmed ~{cases[0].warm_tokens}-token persona prompt, up to {MAX_TOKENS} tokens "
-        f"of reply. Times in seconds; medians with p90. Target for the first speakable unit: "
-        f"≤ {TARGET_FIRST_UNIT} s (the LLM's share of 1.0 s to the first reply frame). A case stops after "
-        f"{CASE_BUDGET:g} s of turns, so fewer than {REPEATS} turns means that setting collapsed.",
+        f"Offline LLM on this machine (2 shared cores; {load}). {REPEATS} turns per case, cases taking turns: "
+        f"a new ~60-token user message after the warmed {cases[0].warm_tokens}-token persona prompt, up to "
+        f"{MAX_TOKENS} tokens of reply. Times in seconds; medians with p90. Target for the first speakable "
+        f"unit: ≤ {TARGET_FIRST_UNIT} s (the LLM's share of 1.0 s to the first reply frame). CPU share is the "
+        "CPU time the server got per second of its turns (1.0 = one whole core): what the other jobs left it.",
         "",
-        "| case | turns | ready | first token p50 / p90 | first speakable unit p50 / p90 | tokens read per turn "
-        "| prompt tok/s | generation tok/s | RSS MB |",
+        "| case | ready | first token p50 / p90 | first speakable unit p50 / p90 | tokens read per turn "
+        "| prompt tok/s | generation tok/s | CPU share | RSS MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         lines.append(
-            f"| {c.label} | {len(c.ttft)} | {c.ready:.2f} | {p50(c.ttft):.2f} / {p90(c.ttft):.2f} "
+            f"| {c.label} | {c.ready:.2f} | {p50(c.ttft):.2f} / {p90(c.ttft):.2f} "
             f"| {p50(c.first_unit):.2f} / {p90(c.first_unit):.2f} | {p50(c.prompt_tokens):.0f} "
-            f"| {p50(c.prompt_tps):.0f} | {p50(c.gen_tps):.1f} | {c.rss_mb or 0:.0f} |"
+            f"| {p50(c.prompt_tps):.0f} | {p50(c.gen_tps):.1f} | {c.cpu_share:.2f} | {c.rss_mb:.0f} |"
         )
     lines += [
         "",
-        "Warming the persona prompt at start (once per persona): "
-        + "; ".join(f"{c.model} {c.warm_tokens} tokens in {c.warm:.2f} s" for c in cases if not c.in_process)
-        + ".",
+        "Persona prompt warmed at start (once per persona): "
+        + "; ".join(f"{c.label.split(',')[0]} {c.warm_tokens} tokens in {c.warm:.1f} s" for c in cases)
+        + ". The last row ran alone after the others. RSS of the in-process case is the whole measuring process.",
         "",
         "First reply of each case (question: “" + QUESTIONS[0] + "”):",
         "",
     ]
     lines += [f"- {c.label}: “{c.sample.strip()}”" for c in cases]
     return "\n".join(lines) + "\n"
-
-
-async def main() -> None:
-    cases = [
-        Case("qwen2.5-0.5b", 1, 1, "PASSIVE"),
-        Case("qwen2.5-0.5b", 1, 2, "PASSIVE"),
-        Case("qwen2.5-0.5b", 2, 2, "PASSIVE"),
-        Case("qwen2.5-0.5b", 2, 2, "ACTIVE"),
-        Case("qwen2.5-0.5b", 1, 2, "PASSIVE", in_process=True),
-        Case("qwen2.5-1.5b", 1, 1, "PASSIVE"),
-        Case("qwen2.5-1.5b", 1, 2, "PASSIVE"),
-        Case("qwen2.5-1.5b", 2, 2, "PASSIVE"),
-    ]
-    available = [c for c in cases if _installed(c.model)]
-    with busy_core():
-        for case in available:
-            print(f"- {case.label}", flush=True)
-            if case.in_process:
-                run_in_process_case(case)
-            else:
-                await run_child_case(case)
-            print(f"  first unit p50 {p50(case.first_unit):.2f} s, gen {p50(case.gen_tps):.1f} tok/s", flush=True)
-    load = "one core kept busy by another process, other jobs running too"
-    with open("/proc/loadavg") as f:
-        load += f", load average {f.read().split()[0]} at the end"
-    text = report(available, load)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "llm.md").write_text(text)
-    print(text)
 
 
 def _installed(model: str) -> bool:
@@ -280,8 +257,30 @@ def _installed(model: str) -> bool:
     return True
 
 
+async def main() -> None:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # for the in-process case, before OpenMP loads
+    together = [
+        Case("qwen2.5-0.5b", 1, 1),
+        Case("qwen2.5-0.5b", 1, 2),
+        Case("qwen2.5-0.5b", 2, 2),
+        Case("qwen2.5-0.5b", 1, 2, in_process=True),
+        Case("qwen2.5-1.5b", 1, 1),
+        Case("qwen2.5-1.5b", 1, 2),
+        Case("qwen2.5-1.5b", 2, 2),
+    ]
+    alone = [Case("qwen2.5-0.5b", 2, 2, "ACTIVE")]
+    together = [c for c in together if _installed(c.model)]
+    alone = [c for c in alone if _installed(c.model)]
+    await run(together)
+    await run(alone)
+    with open("/proc/loadavg") as f:
+        load = f"one core kept busy by another process, other jobs running too; load average {f.read().split()[0]}"
+    text = report(together + alone, load)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "llm.md").write_text(text)
+    print(text, flush=True)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--in-process":
-        asyncio.run(in_process_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
-    else:
-        asyncio.run(main())
+    asyncio.run(main())
+    os._exit(0)  # the in-process llama.cpp server has no stop method; its threads would keep us alive

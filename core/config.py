@@ -109,6 +109,7 @@ class LLMConfig(_Section):
     retries: int = Field(2, ge=0, le=10)
     local_model: Literal["qwen2.5-0.5b", "qwen2.5-1.5b"] = "qwen2.5-0.5b"
     local_threads: int = Field(1, ge=1, le=64)
+    local_prompt_threads: int = Field(2, ge=1, le=64)
     local_context: int = Field(4096, ge=512, le=32768)
     cache_dir: Path = Path("~/.cache/digital-human/models")
 

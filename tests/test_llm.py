@@ -16,6 +16,7 @@ import pytest
 from llm_server import Reply, ScriptedOpenAIServer
 
 from agent.llm import LLMClient, LLMError
+from agent.llm_local import open_llm
 from core.config import LLMConfig
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"}]
@@ -205,3 +206,24 @@ async def test_local_server_stands_in_with_its_own_label(server):
     server.queue(Reply(status=401))
     with pytest.raises(LLMError, match=r"^the offline model rejected the API key"):
         await collect(client)
+
+
+@pytest.mark.parametrize(
+    ("settings", "local"),
+    [
+        ({}, True),
+        ({"api_key": "sk-x"}, False),
+        ({"base_url": "http://127.0.0.1:11434/v1"}, False),
+        ({"provider": "local", "api_key": "sk-x"}, True),
+        ({"provider": "openai"}, False),
+    ],
+)
+def test_auto_provider_is_offline_unless_an_endpoint_or_key_is_set(settings, local):
+    assert LLMConfig(**settings).uses_local_model is local
+
+
+async def test_open_llm_with_an_endpoint_starts_nothing_and_warms_nothing(server):
+    async with open_llm(LLMConfig(base_url=server.url, model="remote")) as client:
+        assert await client.warm("A long persona prompt.") is None
+        assert server.requests == []  # warming a remote endpoint would only cost time and money
+        assert await collect(client) == ["Hello", " there", "!"]

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -168,6 +170,32 @@ async def test_requests_without_the_key_are_refused(server: LocalLLMServer):
     stranger = LLMClient(base_url=server.base_url, api_key=None, model=server.name, first_token_timeout=120)
     with pytest.raises(LLMError, match="rejected the API key"):
         await anext(stranger.stream([{"role": "user", "content": "Hi"}], max_tokens=1))
+
+
+def slots(server: LocalLLMServer) -> list[dict]:
+    """llama.cpp's view of its slots (GET /slots): what each is doing and how many tokens it generated."""
+    assert server.base_url is not None
+    url = server.base_url.removesuffix("/v1") + "/slots"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {server.api_key}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+@pytest.mark.slow
+async def test_closing_a_reply_stops_generation(server: LocalLLMServer):
+    """Hanging up must free the model at once, not let it write the rest of a reply nobody will hear.
+
+    Counting to 1000 in words takes thousands of tokens: even at 100 tokens/s (twice this machine's
+    best) the 1500 allowed would keep the slot busy for 15 s, while a cancelled one is free within
+    a token or two; so a 10 s wait separates the two on a slow machine as well as on a fast one.
+    """
+    reply = client_of(server).stream([{"role": "user", "content": "Count from 1 to 1000, in words."}], max_tokens=1500)
+    await anext(reply)
+    await reply.aclose()
+    deadline = time.monotonic() + 10
+    while any(s["is_processing"] for s in await asyncio.to_thread(slots, server)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not any(s["is_processing"] for s in await asyncio.to_thread(slots, server))
 
 
 def alive(pid: int) -> bool:
