@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from agent.llm import LLMClient
 from core.config import LLMConfig, resolve_path
@@ -197,7 +198,7 @@ class LocalLLMServer:
         self.started_in: float | None = None
         """Seconds from spawning the process to the model being ready."""
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     @property
     def pid(self) -> int | None:

@@ -105,6 +105,15 @@ def test_the_large_model_names_its_install_target():
     assert LLMConfig().local_model == "qwen2.5-0.5b"
 
 
+async def test_a_model_llama_cpp_cannot_load_is_one_line_and_leaves_no_process(tmp_path: Path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + os.urandom(4096))
+    server = LocalLLMServer(bad, name="bad", threads=1)
+    with pytest.raises(UserError, match=r"^the offline model bad could not start: \S"):
+        await server.start()
+    assert server.pid is None
+
+
 # --- the real 0.5B model ----------------------------------------------------------------------------
 
 
