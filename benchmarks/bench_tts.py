@@ -276,8 +276,7 @@ def bench_replies(engine: PiperTTS) -> list[Reply]:
 @dataclass
 class Rendering:
     name: str
-    context: int | None
-    """Context words at cuts; None: the sentence in one piece."""
+    engine: PiperTTS
     length: list[float] = field(default_factory=list)
     """Per sentence: length over the one-piece render's, minus one."""
     wer: list[float] = field(default_factory=list)
@@ -293,13 +292,14 @@ class Join:
 
 
 def bench_joins(engine: PiperTTS) -> tuple[list[Rendering], list[Join]]:
-    """One-piece renders against piper's cuts without and with context words, the model's noise off."""
+    """One-piece renders against piper's cuts without and with context words, the model's noise off (on
+    the shared model, so for every engine)."""
     transcriber = Transcriber(ASRConfig(language="en"))
     one_piece = PiperTTS(first_piece_words=0, max_piece_words=100)
     renderings = [
-        Rendering("one piece (reference)", None),
-        Rendering("cut, no context (before)", 0),
-        Rendering("cut with context (now)", tts_piper.CONTEXT_WORDS),
+        Rendering("one piece (reference)", one_piece),
+        Rendering("cut, no context (before)", PiperTTS(context_words=0)),
+        Rendering("cut with context (now)", engine),
     ]
     rows: list[Join] = []
     with pytest.MonkeyPatch.context() as patch:
@@ -311,12 +311,11 @@ def bench_joins(engine: PiperTTS) -> tuple[list[Rendering], list[Join]]:
             ends = word_ends(calls)
             quiet: dict[int, list[float]] = {}
             for rendering in renderings:
-                if rendering.context is None:
+                if rendering.engine is one_piece:
                     pcm = reference
                 else:
-                    patch.setattr(tts_piper, "CONTEXT_WORDS", rendering.context)
-                    calls = record_encodes(engine, patch)
-                    pcm, _, _, _ = collect(engine, sentence)
+                    calls = record_encodes(rendering.engine, patch)
+                    pcm, _, _, _ = collect(rendering.engine, sentence)
                     for at, words in joins(calls):
                         quiet.setdefault(words, [quiet_around(reference, ends[words - 1])]).append(
                             quiet_around(pcm, at)
@@ -340,6 +339,7 @@ def main() -> int:
     espeak, espeak_load = timed_load(lambda: EspeakTTS("en-us"))
     cases = [
         Case("piper (en_US-joe-medium)", piper, piper_load),
+        Case("piper, no context words at cuts (before)", PiperTTS(context_words=0), None),
         Case("piper, no early first piece", PiperTTS(first_piece_words=0), None),
         Case("piper's own synthesize() (reference)", PlainPiper(), None),
         Case("espeak-ng 1.52 (en-us)", espeak, espeak_load),

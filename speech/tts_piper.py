@@ -7,8 +7,10 @@ second. Two things bring the first audio forward:
 - the model is cut in two (text → latent frames, latent frames → audio), and the latent frames are
   decoded in windows, the first one short, so audio starts before the sentence is fully decoded;
 - the first few words of a reply go through the encoder on their own (the encoder costs about a third
-  of the total and grows with the text); later pieces end at clause punctuation. The silence the
-  model adds at the edges of a piece is left out using its own durations, so pieces join seamlessly.
+  of the total and grows with the text); later pieces end at clause punctuation. Each piece is encoded
+  with two words of its sentence on either side and only its own frames are kept (cut by the model's
+  durations), so the model voices it as part of the sentence and pieces join like one. Encoded alone, a
+  piece's last word came out drawn out and followed by a 0.1-0.15 s pause.
 
 The durations also give the viseme timeline, exact to the model's 256-sample frames.
 
@@ -236,9 +238,9 @@ def split_words(
     return pieces
 
 
-def piece_of(words: list[list[str]], i: int, j: int, written: list[str]) -> Piece:
-    """Words [i, j) of a sentence as a piece, with up to `CONTEXT_WORDS` of the sentence on each side."""
-    before, after = words[max(0, i - CONTEXT_WORDS) : i], words[j : j + CONTEXT_WORDS]
+def piece_of(words: list[list[str]], i: int, j: int, written: list[str], context: int = CONTEXT_WORDS) -> Piece:
+    """Words [i, j) of a sentence as a piece, with up to `context` words of the sentence on each side."""
+    before, after = words[max(0, i - context) : i], words[j : j + context]
     return Piece(
         [p for w in words[i:j] for p in w],
         written,
@@ -249,16 +251,16 @@ def piece_of(words: list[list[str]], i: int, j: int, written: list[str]) -> Piec
     )
 
 
-def split_piece(piece: Piece, words: int) -> tuple[Piece, Piece]:
+def split_piece(piece: Piece, words: int, context: int) -> tuple[Piece, Piece]:
     """`piece` cut after its first `words` phoneme words, at a word gap (each half the other's context)."""
     split = [*phoneme_words(piece.before), *phoneme_words(piece.phonemes), *phoneme_words(piece.after)]
     i = len(phoneme_words(piece.before))
     j, end = i + words, len(split) - len(phoneme_words(piece.after))
-    first = piece_of(split, i, j, [])
+    first = piece_of(split, i, j, [], context)
     written = len(_phoneme_words(first.phonemes))
     return (
         replace(first, words=piece.words[:written], cut_before=piece.cut_before),
-        replace(piece_of(split, j, end, piece.words[written:]), cut_after=piece.cut_after),
+        replace(piece_of(split, j, end, piece.words[written:], context), cut_after=piece.cut_after),
     )
 
 
@@ -294,6 +296,7 @@ class PiperTTS(TTSEngine):
         volume: float = 1.0,
         first_piece_words: int = 3,
         max_piece_words: int = 24,
+        context_words: int = CONTEXT_WORDS,
     ) -> None:
         voices = installed_voices()
         name = voice or DEFAULT_VOICE
@@ -311,6 +314,7 @@ class PiperTTS(TTSEngine):
         self._gain = volume * PEAK / MODEL_PEAK
         self._first_words = first_piece_words
         self._max_words = max_piece_words
+        self._context = context_words
         self._id_map = self._voice.config.phoneme_id_map
         # Warm-up: the first runs allocate ONNX Runtime's buffers, which would delay the first reply.
         self.synthesize_piece(Piece(["h", "ə", "l", "ˈ", "o", "ʊ"], [], False, False))
@@ -334,7 +338,7 @@ class PiperTTS(TTSEngine):
             total += len(words)
             skipped += len(_phoneme_words([p for w in words[:start] for p in w]))
             cuts += [
-                piece_of(words, i, j, [])
+                piece_of(words, i, j, [], self._context)
                 for i, j in split_words(words, None if cuts else short, self._max_words, start)
             ]
         written = _WORD.findall(text)
@@ -419,9 +423,11 @@ class PiperTTS(TTSEngine):
     async def stream_progressive(self, drafts: AsyncIterable[str]) -> AsyncIterator[SpeechChunk]:
         """Speak each piece of the unit once it is final, the rest when the last draft arrives.
 
-        A piece is final when the draft's plan has another piece after it (`split_words`), so the audio
-        is that of the whole unit, unless the voice is about to run dry (`ENCODE_SAFETY`): the LLM
-        writes slower than the voice speaks, or the machine is too busy to encode a long piece in time.
+        A piece is final when the draft's plan has another piece after it (`split_words`): the audio is
+        then that of the whole unit. The voice starts early only if the LLM writes fast enough to stay
+        ahead of it (`KEEP_UP`); once it speaks, if it is about to run dry (the LLM falls behind, or the
+        machine is too busy to encode a long piece in time), shorter pieces go first (`SAFETY`). A draft
+        longer than `MAX_BLOCK_CHARS` is no unit: the engine then waits for the last one.
         """
         out = _Output(self._rate)
         latest = _Latest(drafts)
@@ -430,6 +436,9 @@ class PiperTTS(TTSEngine):
         try:
             while not latest.done:
                 draft = latest.take()
+                if len(draft) > MAX_BLOCK_CHARS:  # no unit: re-planning it at every word would cost too much
+                    await latest.wait(None)
+                    continue
                 if len(draft.split()) != planned:
                     planned = len(draft.split())
                     plan = await asyncio.to_thread(self.plan, draft, True, spoken)
@@ -467,14 +476,14 @@ class PiperTTS(TTSEngine):
         """The first words of the draft's open piece that have `LOOKAHEAD_WORDS` after them (None if none):
         what the voice says next if it would otherwise run dry before the LLM completes the piece."""
         words = len(phoneme_words(plan.pieces[0].phonemes)) - LOOKAHEAD_WORDS if plan.pieces else 0
-        return split_piece(plan.pieces[0], min(words, self._first_words))[0] if words > 0 else None
+        return split_piece(plan.pieces[0], min(words, self._first_words), self._context)[0] if words > 0 else None
 
     def _affordable(self, piece: Piece, out: _Output) -> Piece:
         """`piece`, or its first words if the audio left to play would not cover encoding all of it."""
         words = len(phoneme_words(piece.phonemes))
         if out.started is None or words <= self._first_words + 2 or out.ahead() >= self._budget(piece, out):
             return piece
-        return split_piece(piece, self._first_words)[0]
+        return split_piece(piece, self._first_words, self._context)[0]
 
     async def _speak_text(self, text: str, skip: int, out: _Output) -> AsyncIterator[SpeechChunk]:
         """`text` after its first `skip` phoneme words, a bounded block at a time."""
@@ -490,7 +499,7 @@ class PiperTTS(TTSEngine):
                 if piece is pieces[0]:
                     pieces = pieces[1:]
                 else:
-                    pieces = [split_piece(pieces[0], len(phoneme_words(piece.phonemes)))[1], *pieces[1:]]
+                    pieces = [split_piece(pieces[0], len(phoneme_words(piece.phonemes)), self._context)[1], *pieces[1:]]
 
     async def _speak(self, piece: Piece, out: _Output) -> AsyncIterator[SpeechChunk]:
         started = time.perf_counter()
