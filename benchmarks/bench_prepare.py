@@ -155,7 +155,13 @@ def write_report(
         "",
     ]
     if before:
-        lines += [f"Before = {codes['before']} (same photos, runs alternating with this checkout).", ""]
+        commit = subprocess.run(
+            ["git", "-C", str(codes["before"]), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        lines += [
+            f"Before = commit {commit or '?'} at {codes['before']} (same photos, runs alternating with this one).",
+            "",
+        ]
     head = "| photo | output | eye distance | mouth shapes | `prepare_avatar` wall | CPU | cached |"
     head += " `digital-human prepare` |"
     rule = "|---|---|---|---|---|---|---|---|"
