@@ -62,11 +62,11 @@ long as the decoder, at its measured speed, can finish before the audio already 
 LOW_BUFFER_SECONDS = 0.2
 """Time to phonemize a short piece, encode it and decode its first window, with room to spare."""
 SAFETY = 2.0
-"""Work is planned to take at most 1 / SAFETY of the audio left to play, at the speed last measured. A
-unit written progressively: its next piece is encoded whole only if that covers encoding it, plus
-`LOW_BUFFER_SECONDS`; otherwise its first few words go first (cheap to encode, like the first piece of a
-unit), and if the LLM has not written enough, the words known so far do: a join at a word gap in place
-of a pause."""
+"""Work is planned to take at most 1 / SAFETY of the audio left to play, at the speed last measured: a
+piece is encoded whole only if that covers encoding it, plus `LOW_BUFFER_SECONDS`; otherwise its first
+few words go first (cheap to encode, like the first piece of a unit). In a unit still being written, if
+the LLM has not written the next piece yet, the words known so far go: a join at a word gap in place of
+a pause."""
 CONTEXT_WORDS = 2
 """Words of its sentence encoded on each side of a piece (see `PiperTTS.encode`)."""
 LOOKAHEAD_WORDS = 3
@@ -487,13 +487,12 @@ class PiperTTS(TTSEngine):
 
     async def _speak_text(self, text: str, skip: int, out: _Output) -> AsyncIterator[SpeechChunk]:
         """`text` after its first `skip` phoneme words, a bounded block at a time."""
-        progressive = skip > 0
         for block in text_blocks(text):
             plan = await asyncio.to_thread(self.plan, block, out.position == 0.0, skip)
             skip = max(0, skip - plan.words)
             pieces = plan.pieces
             while pieces:
-                piece = self._affordable(pieces[0], out) if progressive else pieces[0]
+                piece = self._affordable(pieces[0], out)
                 async for chunk in self._speak(piece, out):
                     yield chunk
                 if piece is pieces[0]:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from core.events import CANONICAL_SAMPLE_RATE, Notice, SpeechChunk, Viseme, VisemeEvent, WordTiming
+from speech import tts_piper
 from speech.text import SentenceSegmenter, clean_for_speech
 from speech.tts import TTSEngine
 from speech.tts_piper import Piece, PiperTTS
@@ -220,7 +221,7 @@ def speak_drafts(engine: TTSEngine, drafts: list[str], hold: Callable[[], bool] 
 
 
 @dataclass
-class Encoded:
+class EncoderCall:
     """What one encoder call produced: its phonemes, seconds of audio and phoneme spans (from its start)."""
 
     phonemes: list[str]
@@ -230,24 +231,24 @@ class Encoded:
 
 def record_encodes(
     engine: PiperTTS, monkeypatch: pytest.MonkeyPatch, started: Callable[[], None] = lambda: None
-) -> list[Encoded]:
+) -> list[EncoderCall]:
     """Spy on the engine's real encoder: the returned list fills as it runs; `started` is called (in the worker
     thread) as each call begins."""
-    calls: list[Encoded] = []
+    calls: list[EncoderCall] = []
     real = engine.encode
 
-    def spy(piece: Piece):  # the real model's output, recorded
+    def spy(piece: Piece) -> tts_piper.Encoded:  # the real model's output, recorded
         started()
         encoded = real(piece)
         seconds = (encoded.end_frame - encoded.first_frame) * engine._hop / engine._rate
-        calls.append(Encoded(piece.phonemes, seconds, encoded.phonemes))
+        calls.append(EncoderCall(piece.phonemes, seconds, encoded.phonemes))
         return encoded
 
     monkeypatch.setattr(engine, "encode", spy)
     return calls
 
 
-def word_ends(calls: list[Encoded]) -> list[float]:
+def word_ends(calls: list[EncoderCall]) -> list[float]:
     """When each phoneme word ends (at the space after it, or at its piece's end), in seconds of the joined
     audio: where word k of one rendering sits in another rendering of the same text."""
     ends: list[float] = []
@@ -267,7 +268,7 @@ def word_ends(calls: list[Encoded]) -> list[float]:
     return ends
 
 
-def joins(calls: list[Encoded]) -> list[tuple[float, int]]:
+def joins(calls: list[EncoderCall]) -> list[tuple[float, int]]:
     """(time, words before it) of each border between encoder calls in the joined audio."""
     out: list[tuple[float, int]] = []
     offset, words = 0.0, 0
