@@ -5,6 +5,8 @@ speech, Silero VAD, the real modes and personas. The LLM is the scripted OpenAI-
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,23 @@ def make_session(parts, persona: str, llm_client: LLMClient | None, clock: Clock
     )
 
 
+@contextlib.asynccontextmanager
+async def running(
+    parts, persona: str, llm_client: LLMClient | None, clock: Clock, transcriber: Transcriber | None = None
+) -> AsyncIterator[tuple[ConversationSession, Recorder]]:
+    """A session running with a recording viewer attached; closed (and awaited) on exit."""
+    session = make_session(parts, persona, llm_client, clock)
+    session.transcriber = transcriber
+    viewer = Recorder(clock)
+    session.attach(viewer)
+    runner = asyncio.create_task(session.run())
+    try:
+        yield session, viewer
+    finally:
+        session.close()
+        await runner
+
+
 async def feed_mic(session: ConversationSession, pcm: np.ndarray, rate: int = 16_000, realtime: bool = True) -> None:
     step = rate // 10
     for i in range(0, len(pcm), step):
@@ -113,120 +132,89 @@ def fox() -> np.ndarray:
 async def test_voice_barge_in_stops_the_reply_and_memory_keeps_only_what_was_heard(parts, llm, transcriber, fox):
     server, client = llm
     server.queue(Reply(pieces=LONG_REPLY), Reply(pieces=("A fox, how nice.",)))
-    clock = MonotonicClock()
-    session = make_session(parts, str(parts[0].agent.persona), client, clock)
-    session.transcriber = transcriber
-    viewer = Recorder(clock)
-    session.attach(viewer)
-    runner = asyncio.create_task(session.run())
-    await session.user_text("Tell me a long story.")
-    start = (await until(lambda: viewer.of("turn_start")))[0]
-    await until(lambda: sum(t == start["turn"] for t, _, _ in viewer.frames) >= 50)  # 2 s of the reply
-    heard_to = viewer.frames[-1][1] - 4 * 960  # the client is 4 frames behind what was sent
-    session.playback(heard_to)
-    session.mic_start(16_000)
-    await feed_mic(session, fox)
-    end = (await until(lambda: viewer.of("turn_end", turn=start["turn"])))[0]
-    assert end["interrupted"] is True and end["reason"] == "voice"
-    transcript = (await until(lambda: viewer.of("transcript")))[0]
-    assert "quick brown fox" in transcript["text"].lower()
-    await until(lambda: len(server.requests) == 2 and viewer.of("turn_end", turn=start["turn"] + 1))
-    history = server.requests[1]["messages"]
-    assistant = [m["content"] for m in history if m["role"] == "assistant"]
-    assert len(assistant) == 1 and "interrupted" in assistant[0].lower()
-    full = "".join(LONG_REPLY)
-    said = assistant[0].split("[")[0].strip()
-    assert said and full.startswith(said[:40]) and len(said) < len(full) / 2
-    assert history[-1] == {"role": "user", "content": transcript["text"]}
-    session.close()
-    await runner
+    async with running(parts, str(parts[0].agent.persona), client, MonotonicClock(), transcriber) as (session, viewer):
+        await session.user_text("Tell me a long story.")
+        start = (await until(lambda: viewer.of("turn_start")))[0]
+        await until(lambda: sum(t == start["turn"] for t, _, _ in viewer.frames) >= 50)  # 2 s of the reply
+        heard_to = viewer.frames[-1][1] - 4 * 960  # the client is 4 frames behind what was sent
+        session.playback(heard_to)
+        session.mic_start(16_000)
+        await feed_mic(session, fox)
+        end = (await until(lambda: viewer.of("turn_end", turn=start["turn"])))[0]
+        assert end["interrupted"] is True and end["reason"] == "voice"
+        transcript = (await until(lambda: viewer.of("transcript")))[0]
+        assert "quick brown fox" in transcript["text"].lower()
+        await until(lambda: len(server.requests) == 2 and viewer.of("turn_end", turn=start["turn"] + 1))
+        history = server.requests[1]["messages"]
+        assistant = [m["content"] for m in history if m["role"] == "assistant"]
+        assert len(assistant) == 1 and "interrupted" in assistant[0].lower()
+        full = "".join(LONG_REPLY)
+        said = assistant[0].split("[")[0].strip()
+        assert said and full.startswith(said[:40]) and len(said) < len(full) / 2
+        assert history[-1] == {"role": "user", "content": transcript["text"]}
 
 
 async def test_a_short_sound_over_the_reply_does_not_interrupt(parts, transcriber, fox):
-    clock = MonotonicClock()
-    session = make_session(parts, str(parts[0].agent.persona), None, clock)
-    session.transcriber = transcriber
-    viewer = Recorder(clock)
-    session.attach(viewer)
-    runner = asyncio.create_task(session.run())
-    await session.say("I will keep talking for a while, because a short sound should not stop me at all.")
-    await until(lambda: viewer.of("turn_start"))
-    session.mic_start(16_000)
-    onset = int(np.argmax(np.abs(fox) > 2000))
-    blip = np.concatenate([np.zeros(4000, np.int16), fox[onset : onset + 4000], np.zeros(12000, np.int16)])  # 0.25 s
-    await feed_mic(session, blip)
-    end = (await until(lambda: viewer.of("turn_end")))[0]
-    assert session.user_speech_started == 1  # the detector did hear the sound
-    assert end["interrupted"] is False
-    assert not viewer.of("transcript")
-    session.close()
-    await runner
+    async with running(parts, str(parts[0].agent.persona), None, MonotonicClock(), transcriber) as (session, viewer):
+        await session.say("I will keep talking for a while, because a short sound should not stop me at all.")
+        await until(lambda: viewer.of("turn_start"))
+        session.mic_start(16_000)
+        onset = int(np.argmax(np.abs(fox) > 2000))
+        blip = np.concatenate(
+            [np.zeros(4000, np.int16), fox[onset : onset + 4000], np.zeros(12000, np.int16)]
+        )  # 0.25 s
+        await feed_mic(session, blip)
+        end = (await until(lambda: viewer.of("turn_end")))[0]
+        assert session.user_speech_started == 1  # the detector did hear the sound
+        assert end["interrupted"] is False
+        assert not viewer.of("transcript")
 
 
 async def test_spoken_question_is_transcribed_and_answered(parts, llm, transcriber, fox):
     server, client = llm
     server.queue(Reply(pieces=("Foxes are quick indeed.",)))
-    clock = MonotonicClock()
-    session = make_session(parts, str(parts[0].agent.persona), client, clock)
-    session.transcriber = transcriber
-    viewer = Recorder(clock)
-    session.attach(viewer)
-    runner = asyncio.create_task(session.run())
-    session.mic_start(16_000)
-    await feed_mic(session, fox)
-    await until(lambda: viewer.of("turn_end"))
-    states = [e["state"] for e in viewer.of("state")]
-    assert states[:4] == ["idle", "listening", "thinking", "speaking"]
-    metrics = (await until(lambda: viewer.of("metrics")))[0]
-    assert metrics["source"] == "voice" and metrics["asr_ms"] > 0
-    assert metrics["end_of_utterance_ms"] >= 400  # the VAD waits for 500 ms of silence (in 32 ms frames)
-    session.close()
-    await runner
+    async with running(parts, str(parts[0].agent.persona), client, MonotonicClock(), transcriber) as (session, viewer):
+        session.mic_start(16_000)
+        await feed_mic(session, fox)
+        await until(lambda: viewer.of("turn_end"))
+        states = [e["state"] for e in viewer.of("state")]
+        assert states[:4] == ["idle", "listening", "thinking", "speaking"]
+        metrics = (await until(lambda: viewer.of("metrics")))[0]
+        assert metrics["source"] == "voice" and metrics["asr_ms"] > 0
+        assert metrics["end_of_utterance_ms"] >= 400  # the VAD waits for 500 ms of silence (in 32 ms frames)
 
 
 async def test_host_reads_the_script_with_idle_between_and_answers_a_queued_question(parts, llm):
     server, client = llm
     server.queue(Reply(pieces=("A comet is a ball of ice and dust.",)))
-    clock = VirtualClock()
-    session = make_session(parts, "host", client, clock)
-    viewer = Recorder(clock)
-    session.attach(viewer)
-    runner = asyncio.create_task(session.run())
-    await until(lambda: viewer.of("turn_start"))
-    session.mode.ask("What is a comet?", "viewer")
-    await until(lambda: len(viewer.of("turn_end")) >= 4, timeout=120)
-    starts, ends = viewer.of("turn_start"), viewer.of("turn_end")
-    assert [s["source"] for s in starts[:4]] == ["script", "question", "script", "script"]
-    assert not any(e["interrupted"] for e in ends[:4])
-    for end, nxt in zip(ends[:3], starts[1:4], strict=True):
-        assert nxt["pts"] - end["pts"] >= 1.5 * 24_000  # the configured gap, on the stream's timeline
-    assert "comet" in server.requests[0]["messages"][-1]["content"].lower()
-    session.close()
-    await runner
+    async with running(parts, "host", client, VirtualClock()) as (session, viewer):
+        await until(lambda: viewer.of("turn_start"))
+        session.mode.ask("What is a comet?", "viewer")
+        await until(lambda: len(viewer.of("turn_end")) >= 4, timeout=120)
+        starts, ends = viewer.of("turn_start"), viewer.of("turn_end")
+        assert [s["source"] for s in starts[:4]] == ["script", "question", "script", "script"]
+        assert not any(e["interrupted"] for e in ends[:4])
+        for end, nxt in zip(ends[:3], starts[1:4], strict=True):
+            assert nxt["pts"] - end["pts"] >= 1.5 * 24_000  # the configured gap, on the stream's timeline
+        assert "comet" in server.requests[0]["messages"][-1]["content"].lower()
 
 
 async def test_tutor_advances_on_right_answers_and_re_explains_a_wrong_one(parts, llm):
     server, client = llm
     server.queue(Reply(pieces=("Let me explain it more simply. What is it called?",)))
-    clock = VirtualClock()
-    session = make_session(parts, "tutor", client, clock)
-    viewer = Recorder(clock)
-    session.attach(viewer)
-    runner = asyncio.create_task(session.run())
+    async with running(parts, "tutor", client, VirtualClock()) as (session, viewer):
 
-    async def answer(text: str) -> dict[str, Any]:
-        done = len(viewer.of("turn_end"))
-        await session.user_text(text)
-        await until(lambda: len(viewer.of("turn_end")) > done, timeout=120)
-        return viewer.of("progress")[-1]
+        async def answer(text: str) -> dict[str, Any]:
+            done = len(viewer.of("turn_end"))
+            await session.user_text(text)
+            await until(lambda: len(viewer.of("turn_end")) > done, timeout=120)
+            return viewer.of("progress")[-1]
 
-    await until(lambda: viewer.of("turn_end"), timeout=120)  # the greeting: intro, step 1, question
-    assert viewer.of("progress")[-1]["step"] == 1
-    wrong = await answer("I think it is called melting.")
-    assert wrong["step"] == 1 and len(server.requests) == 1  # re-explained by the LLM, same step
-    assert (await answer("It is evaporation."))["step"] == 2
-    assert (await answer("Clouds form, and that is condensation."))["step"] == 3
-    last = await answer("Precipitation!")
-    assert last["status"] == "done"
-    session.close()
-    await runner
+        await until(lambda: viewer.of("turn_end"), timeout=120)  # the greeting: intro, step 1, question
+        assert viewer.of("progress")[-1]["step"] == 1
+        wrong = await answer("I think it is called melting.")
+        assert wrong["step"] == 1 and len(server.requests) == 1  # re-explained by the LLM, same step
+        assert (await answer("It is evaporation."))["step"] == 2
+        assert (await answer("Clouds form, and that is condensation."))["step"] == 3
+        last = await answer("Precipitation!")
+        assert last["status"] == "done"
