@@ -121,7 +121,6 @@ class Tally:
     clock: Clock
     frames: int = 0
     speech_frames: int = 0
-    events: Counter[str] = field(default_factory=Counter)
     done: Counter[str] = field(default_factory=Counter)
     """Turns ended uninterrupted, by source (script, question)."""
     interrupted: int = 0
@@ -146,7 +145,6 @@ class Tally:
         pass
 
     def send_event(self, kind: str, **fields: Any) -> None:
-        self.events[kind] += 1
         if kind == "turn_start":
             self._sources[fields["turn"]] = fields["source"]
             if self._last_end is not None:
@@ -462,7 +460,6 @@ class Viewer:
     pts: list[int] = field(default_factory=list)
     at: list[float] = field(default_factory=list)
     video: int = 0
-    events: Counter[str] = field(default_factory=Counter)
     sources: dict[int, str] = field(default_factory=dict)
     done: Counter[str] = field(default_factory=Counter)
 
@@ -473,7 +470,6 @@ class Viewer:
                 now = time.perf_counter()
                 if isinstance(raw, str):
                     event = json.loads(raw)
-                    self.events[event["type"]] += 1
                     if event["type"] == "turn_start":
                         self.sources[event["turn"]] = event["source"]
                     elif event["type"] == "turn_end" and not event["interrupted"]:
