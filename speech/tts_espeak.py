@@ -190,7 +190,9 @@ class _Library:
         if target is None:
             return 1
         if count > 0:
-            target.audio.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+            # Not np.ctypeslib.as_array: it creates (and ctypes keeps forever) a new array type for every
+            # buffer length, a slow leak over hours of varied text.
+            target.audio.append(np.frombuffer(ctypes.string_at(wav, 2 * count), np.int16).copy())
         i = 0
         while events[i].type != _EVENT_LIST_TERMINATED:
             event = events[i]

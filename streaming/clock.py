@@ -27,7 +27,11 @@ class MonotonicClock(Clock):
 
 
 class VirtualClock(Clock):
-    """Time advances only when something sleeps, to exactly its deadline; `advance` simulates a stall."""
+    """Time advances only when something sleeps, to exactly its deadline; `advance` simulates a stall.
+
+    Exact only while one task sleeps on it (a session's media loop): two sleepers would push each
+    other's time forward.
+    """
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start

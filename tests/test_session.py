@@ -197,6 +197,7 @@ async def test_host_reads_the_script_with_idle_between_and_answers_a_queued_ques
         for end, nxt in zip(ends[:3], starts[1:4], strict=True):
             assert nxt["pts"] - end["pts"] >= 1.5 * 24_000  # the configured gap, on the stream's timeline
         assert "comet" in server.requests[0]["messages"][-1]["content"].lower()
+        assert session.media.reanchors == 0  # virtual time followed the stream exactly
 
 
 async def test_tutor_advances_on_right_answers_and_re_explains_a_wrong_one(parts, llm):
