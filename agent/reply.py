@@ -1,9 +1,11 @@
 """One reply ("turn"): steps → sentences → speech → the session's media stream, as one cancellable object.
 
 The LLM writes into a small bounded queue of sentences while the voice speaks the previous one, so
-the avatar starts talking after the first sentence, not the whole answer. Every sample is fed to the
-media stream tagged with the turn, and every word is remembered with the pts it plays at: when the
-user interrupts, what they actually heard is the words whose end the client had played.
+the avatar starts talking after the first sentence, not the whole answer; the first sentence even goes to
+the voice while it is being written (`_Drafts`), so a voice that can start on its first words does.
+Every sample is fed to the media stream tagged with the turn, and every word is remembered with the pts
+it plays at: when the user interrupts, what they actually heard is the words whose end the client had
+played.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.llm import LLMClient, LLMError
 from agent.modes.base import Generate, Say, Step
 from core.events import Notice
-from speech.text import SentenceSegmenter, split_for_speech
+from speech.text import SentenceSegmenter, clean_for_speech, split_for_speech
 from speech.tts import TTSEngine
 from streaming.media import MediaStream
 
@@ -36,6 +38,38 @@ APOLOGY = {
 
 Broadcast = Callable[..., None]
 """`broadcast(kind, **fields)`: an event to every client watching the session."""
+
+
+class _Drafts:
+    """The first sentence of a Generate step while the LLM writes it: each draft (the text so far), then the
+    sentence the segmenter cut, for `TTSEngine.stream_progressive`."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.final = False
+        self.since: float | None = None
+        """When the first draft came: the voice's latency counts from there."""
+        self._queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+
+    def put(self, text: str, final: bool = False) -> None:
+        self.text, self.final = text, final
+        self.since = self.since or time.perf_counter()
+        self._queue.put_nowait(text)
+        if final:
+            self._queue.put_nowait(None)
+
+    def fail(self, error: BaseException) -> None:
+        self._queue.put_nowait(error)
+
+    def known_words(self) -> str:
+        """The text so far without its last word, which may be unfinished (all of it once final)."""
+        return self.text if self.final else self.text.rpartition(" ")[0]
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        while (item := await self._queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 @dataclass(slots=True)
@@ -141,7 +175,7 @@ class Reply:
         if self.llm is None:
             await self._speak(_apology(self.language))
             return
-        queue: asyncio.Queue[str | None] = asyncio.Queue(SENTENCE_QUEUE)
+        queue: asyncio.Queue[str | _Drafts | None] = asyncio.Queue(SENTENCE_QUEUE)
         writer = asyncio.create_task(self._write(step, queue))
         try:
             while (sentence := await queue.get()) is not None:
@@ -156,28 +190,51 @@ class Reply:
             with contextlib.suppress(asyncio.CancelledError, LLMError):
                 await writer
 
-    async def _write(self, step: Generate, queue: asyncio.Queue[str | None]) -> None:
-        """The LLM's text, cut into sentences as soon as each is certain."""
+    async def _write(self, step: Generate, queue: asyncio.Queue[str | _Drafts | None]) -> None:
+        """The LLM's text, cut into sentences as soon as each is certain; the first one as it is written."""
         assert self.llm is not None
         segmenter = SentenceSegmenter()
+        first: _Drafts | None = _Drafts()
+        written = ""
+        await queue.put(first)
+
+        async def hand_on(sentence: str) -> None:
+            """A complete sentence: the first sentence's last draft, or a sentence of its own."""
+            nonlocal first
+            self.metrics.mark("llm_first_sentence_ms")
+            if first is None:
+                await queue.put(sentence)
+            else:
+                first.put(sentence, final=True)
+                first = None
+
         try:
             async with self.llm.stream(step.messages) as pieces:
                 async for piece in pieces:
                     self.metrics.mark("llm_first_token_ms")
-                    for sentence in segmenter.feed(piece):
-                        self.metrics.mark("llm_first_sentence_ms")
-                        await queue.put(sentence)
+                    sentences = segmenter.feed(piece)
+                    if first is not None and not sentences:
+                        written += piece
+                        first.put(clean_for_speech(written))
+                    for sentence in sentences:
+                        await hand_on(sentence)
             for sentence in segmenter.flush():
-                self.metrics.mark("llm_first_sentence_ms")
-                await queue.put(sentence)
+                await hand_on(sentence)
+            if first is not None:
+                first.put("", final=True)  # the LLM wrote nothing to say
+        except BaseException as exc:
+            if first is not None:
+                first.fail(exc)
+            raise
         finally:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
 
-    async def _speak(self, sentence: str) -> None:
+    async def _speak(self, sentence: str | _Drafts) -> None:
         asked = time.perf_counter()
         entry: list[Any] | None = None
-        async for item in self.tts.stream(sentence):
+        speech = self.tts.stream(sentence) if isinstance(sentence, str) else self.tts.stream_progressive(sentence)
+        async for item in speech:
             if isinstance(item, Notice):
                 self.broadcast("notice", message=item.message)
                 continue
@@ -187,14 +244,21 @@ class Reply:
             if not self.started:
                 self.started = True
                 self.metrics.mark("tts_first_audio_ms")
-                self.metrics.set("tts_latency_ms", (time.perf_counter() - asked) * 1000)
+                since = asked if isinstance(sentence, str) else sentence.since or asked
+                self.metrics.set("tts_latency_ms", (time.perf_counter() - since) * 1000)
                 self.broadcast("turn_start", turn=self.turn, pts=pts, source=self.source)
                 self.broadcast("state", state="speaking")
             if entry is None:
                 # Recorded at its first audio, so an interruption mid-sentence still knows what was heard of it.
-                entry = [sentence, pts, pts]
+                text = sentence if isinstance(sentence, str) else sentence.known_words()
+                entry = [text, pts, pts]
                 self._sentences.append(entry)
-                self.broadcast("reply", turn=self.turn, text=sentence, pts=pts)
+                self.broadcast("reply", turn=self.turn, text=text, pts=pts)
+            elif isinstance(sentence, _Drafts) and sentence.final and entry[0] != sentence.text:
+                # The rest of a sentence the voice began while it was being written.
+                rest = sentence.text.removeprefix(entry[0]).strip() if entry[0] else sentence.text
+                entry[0] = sentence.text
+                self.broadcast("reply", turn=self.turn, text=rest, pts=entry[1])
             self._words += [_Word(w.text, pts + int(w.end * item.sample_rate)) for w in item.words]
             entry[2] = pts + len(item.pcm)
 
