@@ -67,8 +67,31 @@ class RendererConfig(_Section):
     engine: Literal["realtime", "musetalk", "latentsync"] = "realtime"
     liveliness: float = Field(1.0, ge=0.0, le=2.0)
     jpeg_quality: int = Field(80, ge=30, le=100)
-    musetalk_weights: Path | None = None
-    latentsync_dir: Path | None = None
+
+
+class MuseTalkConfig(_Section):
+    weights_dir: Path | None = None
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    batch_size: int = Field(4, ge=1, le=64)
+    fp16: bool = True
+
+
+class LatentSyncConfig(_Section):
+    checkout: Path | None = None
+    python: Path | None = None
+    unet_config: str = "configs/unet/stage2.yaml"
+    checkpoint: str = "checkpoints/latentsync_unet.pt"
+    steps: int = Field(20, ge=1, le=200)
+    guidance: float = Field(1.5, ge=1.0, le=5.0)
+    deepcache: bool = False
+    seed: int | None = None
+    timeout_s: float = Field(3600.0, gt=0)
+    fallback: bool = True
+
+
+class JobsConfig(_Section):
+    db: Path = Path("~/.local/share/digital-human/jobs.sqlite")
+    output_dir: Path = Path("~/.local/share/digital-human/recordings")
 
 
 class TTSConfig(_Section):
@@ -141,6 +164,9 @@ class AgentConfig(_Section):
 class Config(_Section):
     avatar: AvatarConfig = AvatarConfig()
     renderer: RendererConfig = RendererConfig()
+    musetalk: MuseTalkConfig = MuseTalkConfig()
+    latentsync: LatentSyncConfig = LatentSyncConfig()
+    jobs: JobsConfig = JobsConfig()
     tts: TTSConfig = TTSConfig()
     asr: ASRConfig = ASRConfig()
     vad: VADConfig = VADConfig()
