@@ -7,7 +7,7 @@ hysteresis, so a quiet stretch gives exactly the closed mouth and no twitching.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import erf
@@ -58,11 +58,17 @@ class MouthState:
     voiced: bool
 
 
+EASE_OUT = 0.4
+"""When speech stops (or is interrupted) an open mouth closes over one in-between frame instead of snapping shut."""
+
+
 class MouthDriver:
     def __init__(self, sample_rate: int, samples_per_frame: int) -> None:
         self.sample_rate = sample_rate
         self.spf = samples_per_frame
         self._gate = False
+        self._last = MouthState(0.0, 0.0, 0.0, False)
+        self._easing = False
         n = 2 * samples_per_frame
         self._window = np.hanning(n).astype(np.float32)
         self._freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
@@ -76,6 +82,15 @@ class MouthDriver:
     def step(self, window: np.ndarray, visemes: list[tuple[Viseme, float, float]], centre: float) -> MouthState:
         """`window`: float audio of two frames centred on this frame; `visemes`: (class, start, end) in seconds
         on the same timeline as `centre` (the frame's centre time)."""
+        state = self._measure(window, visemes, centre)
+        last = self._last
+        easing = state.opening == 0.0 and last.opening > 0.15 and not self._easing
+        if easing:
+            state = replace(state, opening=last.opening * EASE_OUT, shape=last.shape * EASE_OUT)
+        self._last, self._easing = state, easing
+        return state
+
+    def _measure(self, window: np.ndarray, visemes: list[tuple[Viseme, float, float]], centre: float) -> MouthState:
         x = window * self._window
         rms = float(np.sqrt(np.mean(x * x) * 1.6 + 1e-12))
         db = 20.0 * np.log10(rms + 1e-9)

@@ -17,10 +17,12 @@ from typing import ParamSpec, TypeVar
 import cv2
 import numpy as np
 
+from avatar.banks import blend_bank
 from avatar.base import Renderer
-from avatar.lipsync import MouthDriver
+from avatar.lipsync import MouthDriver, MouthState
 from avatar.liveliness import Liveliness, Pose
-from avatar.prepare import BLINK_LEVELS, BROW_LEVELS, SHAPE_LEVELS, PreparedAvatar
+from avatar.mouth_bank import mouth_patch
+from avatar.prepare import BLINK_LEVELS, BROW_LEVELS, PreparedAvatar
 from core.errors import UserError
 from core.events import Frame, Viseme, VisemeEvent
 
@@ -31,33 +33,6 @@ PRESHARPEN = 0.06
 """Strength of the small sharpening applied to the head before it is resampled for motion. Resampling at
 sub-pixel offsets is a low-pass filter (bicubic keeps ~0.6 of the photo's fine detail, bilinear ~0.4, and
 skin turns waxy); this pre-compensates the average loss so a moving head stays about as sharp as the photo."""
-EASE_OUT = 0.4
-"""When speech stops (or is interrupted) an open mouth closes over one in-between frame instead of snapping shut."""
-
-
-def _bracket(levels: np.ndarray, value: float) -> tuple[int, float]:
-    i = int(np.clip(np.searchsorted(levels, value, side="right") - 1, 0, len(levels) - 2))
-    t = float(np.clip((value - levels[i]) / (levels[i + 1] - levels[i]), 0.0, 1.0))
-    return i, t
-
-
-def _blend_bank(bank: np.ndarray, levels_a: np.ndarray, a: float, levels_b: np.ndarray, b: float) -> np.ndarray:
-    """Bilinear blend of the four bank patches around (a, b); exact patches when on a level."""
-    i, t = _bracket(levels_a, a)
-    j, u = _bracket(levels_b, b)
-
-    def row(k: int) -> np.ndarray:
-        if u < 1e-3:
-            return bank[k, j]
-        if u > 1 - 1e-3:
-            return bank[k, j + 1]
-        return cv2.addWeighted(bank[k, j], 1.0 - u, bank[k, j + 1], u, 0.0)
-
-    if t < 1e-3:
-        return row(i)
-    if t > 1 - 1e-3:
-        return row(i + 1)
-    return cv2.addWeighted(row(i), 1.0 - t, row(i + 1), t, 0.0)
 
 
 class _AudioQueue:
@@ -137,9 +112,6 @@ class RealtimeRenderer(Renderer):
         self._history = np.zeros(self._half, np.float32)
         self._driver = MouthDriver(self.sample_rate, spf)
         self._life = Liveliness(fps, avatar.iod, liveliness, seed)
-        self._opening = 0.0
-        self._easing = False
-        self._shape = 0.0
         self._silence = np.zeros(spf, np.int16)
         self._silence.setflags(write=False)  # shared by every idle frame: no consumer may change it
         self._lock = threading.Lock()
@@ -217,35 +189,30 @@ class RealtimeRenderer(Renderer):
         centre = (frame_start + spf / 2) / self.sample_rate
         self._visemes = [v for v in self._visemes if v[2] > centre - 0.3]
         state = self._driver.step(window, self._visemes if speaking else [], centre)
-        opening, shape = state.opening, state.shape
-        easing = opening == 0.0 and self._opening > 0.15 and not self._easing
-        if easing:
-            opening, shape = self._opening * EASE_OUT, self._shape * EASE_OUT
-        self._opening, self._shape, self._easing = opening, shape, easing
         pose = self._life.step(state.energy, speaking)
         if self.avatar.loop is not None:
-            image = self._draw_on_video(opening, shape, self._index / self.fps)
+            image = self._draw_on_video(state, self._index / self.fps)
         else:
-            image = self._draw(opening, shape, pose)
+            image = self._draw(state, pose)
         frame = Frame(
             index=self._index,
             image=image,
             audio=audio,
             speaking=speaking,
-            mouth_open=max(opening, 0.0),
-            extras={"shape": shape, "blink": pose.blink, "brow": pose.brow, "energy": state.energy},
+            mouth_open=max(state.opening, 0.0),
+            extras={"shape": state.shape, "blink": pose.blink, "brow": pose.brow, "energy": state.energy},
         )
         self._index += 1
         return frame
 
-    def _draw_on_video(self, opening: float, shape: float, seconds: float) -> np.ndarray:
+    def _draw_on_video(self, state: MouthState, seconds: float) -> np.ndarray:
         """The clip's own frame (its own head motion and blinks) with the animated mouth laid onto the face."""
         avatar = self.avatar
         loop = avatar.loop
         assert loop is not None
         k = loop.index_at(seconds)
         out = loop.frame(k)
-        patch = _blend_bank(avatar.mouth_bank, avatar.open_levels, opening, SHAPE_LEVELS, shape)
+        patch = mouth_patch(avatar, state)
         x0, y0, x1, y1 = avatar.mouth_rect
         matrix = loop.transforms[k].astype(np.float64)
         matrix = matrix @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
@@ -266,11 +233,11 @@ class RealtimeRenderer(Renderer):
         out[dy0:dy1, dx0:dx1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
         return out
 
-    def _draw(self, opening: float, shape: float, pose: Pose) -> np.ndarray:
+    def _draw(self, state: MouthState, pose: Pose) -> np.ndarray:
         avatar = self.avatar
         roi = self._roi_base.copy()
-        roi[self._mouth_slice] = _blend_bank(avatar.mouth_bank, avatar.open_levels, opening, SHAPE_LEVELS, shape)
-        roi[self._eye_slice] = _blend_bank(avatar.eye_bank, BLINK_LEVELS, pose.blink, BROW_LEVELS, pose.brow)
+        roi[self._mouth_slice] = mouth_patch(avatar, state)
+        roi[self._eye_slice] = blend_bank(avatar.eye_bank, BLINK_LEVELS, pose.blink, BROW_LEVELS, pose.brow)
         if pose.dx or pose.dy or pose.angle:
             c1, s = float(np.cos(pose.angle)) - 1.0, float(np.sin(pose.angle))
             map_x = self._grid_x - (c1 * self._wx - s * self._wy + pose.dx * self._w)
