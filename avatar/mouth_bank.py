@@ -13,6 +13,10 @@ from avatar.lipsync import MouthState
 from avatar.prepare import SHAPE_LEVELS, PreparedAvatar
 
 
-def mouth_patch(avatar: PreparedAvatar, state: MouthState) -> np.ndarray:
-    """(mouth h, mouth w, 3) uint8 patch for `avatar.mouth_rect`."""
+def mouth_patch(avatar: PreparedAvatar, state: MouthState, smile: float = 0.0) -> np.ndarray:
+    """(mouth h, mouth w, 3) uint8 patch for `avatar.mouth_rect`.
+
+    `smile` is the expression cue's weight: -1 turns a smiling photo neutral, 0 keeps the photo's own
+    expression, +1 is a full smile (not rendered yet: the bank has no smile axis).
+    """
     return blend_bank(avatar.mouth_bank, avatar.open_levels, state.opening, SHAPE_LEVELS, state.shape)
