@@ -3,6 +3,10 @@
 A renderer is a per-session object that owns an audio queue. Each `render_next()` takes exactly
 `samples_per_frame` samples from that queue (or silence when it is empty) and returns the frame
 drawn for them, so audio and video cannot drift: they are produced in the same call.
+
+Every renderer also takes expression cues (`cue`): the CPU renderer draws them; an engine that cannot show
+one (a lip-sync network that only redraws the mouth) accepts it, checks it and lets it pass, so an agent
+can cue without knowing which engine is drawing.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.events import CANONICAL_SAMPLE_RATE, Frame, VisemeEvent
+from avatar.expressions import check_cue
+from core.events import CANONICAL_SAMPLE_RATE, Expression, Frame, VisemeEvent
 
 
 class Renderer(ABC):
@@ -35,6 +40,23 @@ class Renderer(ABC):
     @abstractmethod
     def render_next(self) -> Frame:
         """Consume one frame's worth of queued audio (silence if none) and draw its frame."""
+
+    def cue(
+        self,
+        expression: Expression | str,
+        intensity: float = 1.0,
+        at: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        """Show `expression` at `intensity` (0..1), blended in and out.
+
+        `at` is in seconds on the audio timeline, counted from the end of the audio queued so far, like the
+        viseme times of the next `feed`: 0 starts it with the next speech fed, -0.5 half a second before the
+        queued speech ends; None starts it on the next frame. `duration` is how long it holds (seconds; each
+        expression has its own default). A cue that has not started when `reset` interrupts is dropped.
+        This default checks the cue (UserError on a bad one) and does not show it: engines that can override it.
+        """
+        check_cue(expression, intensity, duration)
 
     @abstractmethod
     def reset(self) -> None:

@@ -21,8 +21,9 @@ import cv2
 import numpy as np
 
 from avatar import landmarks as lm
+from avatar.brows import BrowRig
 from avatar.eyelids import EyeLids
-from avatar.face_rig import OPEN_MAX, EyeRig, FaceFrame, LipTargets, MouthRig, eye_region, face_frame, mouth_region
+from avatar.face_rig import OPEN_MAX, FaceFrame, LipTargets, MouthRig, eye_region, face_frame, mouth_region
 from avatar.head_mask import head_weight
 from avatar.lip_contour import refine_inner_lips
 from avatar.mouth_interior import analyse_mouth, opening_mask, paint_interior
@@ -34,11 +35,13 @@ from core.config import output_size_problem
 from core.errors import UserError
 from core.hashing import file_sha256
 
-RENDERER_VERSION = "realtime-12"
-"""Part of every cache key: 12 turns sideways and upside-down photos upright (older caches kept them as they were)."""
+RENDERER_VERSION = "realtime-12-motion"
+"""Part of every cache key: 12 turns sideways and upside-down photos upright (older caches kept them as they were);
+-motion adds concerned brows (negative brow levels) to the eye bank."""
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
-BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
+BROW_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
+"""Negative levels are concern (inner brows up and together), positive ones raised brows."""
 PRESS_LEVEL = -0.25
 """The 'opening' of pressed lips (p, b, m): a little beyond closed."""
 MAX_OPEN_STEP_PX = 1.2
@@ -375,7 +378,7 @@ def build_avatar(
             mouth_bank[i, j] = patch
         step(0.05 + 0.8 * (i + 1) / len(open_levels))
 
-    eye_rig = EyeRig(xy, frame)
+    eye_rig = BrowRig(xy, frame)
     eye_mesh = PatchMesh(xy, eye_rect, iod)
     lids = EyeLids(image, xy, frame, eye_rect)
     brow_maps = [eye_mesh.warp_map(*eye_rig.controls(float(brow))) for brow in BROW_LEVELS]

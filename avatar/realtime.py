@@ -4,6 +4,8 @@ Each `render_next()` takes exactly one frame of audio from the queue (silence wh
 derives the mouth from that same audio (and the visemes covering it), and draws the frame, so
 sound and picture cannot drift. Per frame there is no mesh warping at all: two bilinear patch
 blends, one small bicubic remap of the head (and nothing else) for motion, and a copy of the frame.
+The head's 3-D turns and nods, its roll and sway and the eyes' gaze are all displacement fields summed
+into that one remap (see `head_pose`); cued expressions (`cue`) steer the mouth, brows, head and gaze.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import numpy as np
 
 from avatar.banks import blend_bank
 from avatar.base import Renderer
+from avatar.expressions import ExpressionTrack, check_cue
+from avatar.head_pose import pose_fields
 from avatar.lipsync import MouthDriver, MouthState
 from avatar.liveliness import Liveliness, Pose
 from avatar.mouth_bank import mouth_patch
 from avatar.prepare import BLINK_LEVELS, BROW_LEVELS, PreparedAvatar
+from avatar.prosody import ProsodyTracker
 from core.errors import UserError
-from core.events import Frame, Viseme, VisemeEvent
+from core.events import Expression, Frame, Viseme, VisemeEvent
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -112,6 +117,8 @@ class RealtimeRenderer(Renderer):
         self._history = np.zeros(self._half, np.float32)
         self._driver = MouthDriver(self.sample_rate, spf)
         self._life = Liveliness(fps, avatar.iod, liveliness, seed)
+        self._prosody = ProsodyTracker(fps, self.sample_rate)
+        self._expressions = ExpressionTrack(fps, seed)
         self._silence = np.zeros(spf, np.int16)
         self._silence.setflags(write=False)  # shared by every idle frame: no consumer may change it
         self._lock = threading.Lock()
@@ -123,11 +130,13 @@ class RealtimeRenderer(Renderer):
         ys, xs = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
         px, py = avatar.pivot[0] - x0, avatar.pivot[1] - y0
         w = avatar.head_weight
-        self._grid_x, self._grid_y = xs, ys
-        self._w = w
-        self._wx = w * (xs - px)
-        self._wy = w * (ys - py)
         self._moving = np.ascontiguousarray(np.repeat((w > 0)[..., None], 3, axis=2))
+        fields = pose_fields(avatar.points, avatar.roi, w, avatar.iod)
+        self._iris = fields.iris_radius
+        # Every motion is a weighted sum of fixed fields: one matrix-vector product per axis gives the whole map.
+        planes = (w * (xs - px), w * (ys - py), w, fields.depth, fields.gaze)
+        self._fields_x = np.stack([xs, *planes]).reshape(6, -1).astype(np.float32)
+        self._fields_y = np.stack([ys, *planes]).reshape(6, -1).astype(np.float32)
         k = PRESHARPEN
         self._presharpen = np.array([[0, -k, 0], [-k, 1 + 4 * k, -k], [0, -k, 0]], np.float32)
 
@@ -161,12 +170,29 @@ class RealtimeRenderer(Renderer):
         self._fed += len(pcm)
 
     @_locked
+    def cue(
+        self,
+        expression: Expression | str,
+        intensity: float = 1.0,
+        at: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        chosen = check_cue(expression, intensity, duration)
+        start = self._index
+        if at is not None:
+            queued_frames = -(-self._queue.size // self.samples_per_frame)
+            start = max(start, start + queued_frames + round(float(at) * self.fps))
+        self._expressions.add(chosen, start, float(intensity), duration)
+
+    @_locked
     def reset(self) -> None:
         self._queue.clear()
         self._visemes.clear()
         self._consumed = self._fed
         self._history[:] = 0.0
         self._driver.reset()
+        self._prosody.reset()
+        self._expressions.drop_after(self._index)
 
     @_locked
     def render_next(self) -> Frame:
@@ -189,7 +215,8 @@ class RealtimeRenderer(Renderer):
         centre = (frame_start + spf / 2) / self.sample_rate
         self._visemes = [v for v in self._visemes if v[2] > centre - 0.3]
         state = self._driver.step(window, self._visemes if speaking else [], centre)
-        pose = self._life.step(state.energy, speaking)
+        prosody = self._prosody.step(window, state.energy, speaking)
+        pose = self._life.step(prosody, speaking, self._expressions.state(self._index))
         if self.avatar.loop is not None:
             image = self._draw_on_video(state, self._index / self.fps)
         else:
@@ -200,7 +227,17 @@ class RealtimeRenderer(Renderer):
             audio=audio,
             speaking=speaking,
             mouth_open=max(state.opening, 0.0),
-            extras={"shape": state.shape, "blink": pose.blink, "brow": pose.brow, "energy": state.energy},
+            extras={
+                "shape": state.shape,
+                "blink": pose.blink,
+                "brow": pose.brow,
+                "energy": state.energy,
+                "yaw": float(np.degrees(pose.yaw)),
+                "pitch": float(np.degrees(pose.pitch)),
+                "roll": float(np.degrees(pose.angle)),
+                "smile": pose.smile,
+                "stress": prosody.stress,
+            },
         )
         self._index += 1
         return frame
@@ -236,12 +273,16 @@ class RealtimeRenderer(Renderer):
     def _draw(self, state: MouthState, pose: Pose) -> np.ndarray:
         avatar = self.avatar
         roi = self._roi_base.copy()
-        roi[self._mouth_slice] = mouth_patch(avatar, state)
+        roi[self._mouth_slice] = mouth_patch(avatar, state, smile=pose.smile)
         roi[self._eye_slice] = blend_bank(avatar.eye_bank, BLINK_LEVELS, pose.blink, BROW_LEVELS, pose.brow)
-        if pose.dx or pose.dy or pose.angle:
+        if pose.dx or pose.dy or pose.angle or pose.yaw or pose.pitch or pose.gaze_x or pose.gaze_y:
             c1, s = float(np.cos(pose.angle)) - 1.0, float(np.sin(pose.angle))
-            map_x = self._grid_x - (c1 * self._wx - s * self._wy + pose.dx * self._w)
-            map_y = self._grid_y - (s * self._wx + c1 * self._wy + pose.dy * self._w)
+            gx, gy = pose.gaze_x * self._iris, pose.gaze_y * self._iris
+            shape = self._roi_base.shape[:2]
+            # Backward map: each pixel samples where the head's motion (roll about the pivot, sway, turn, nod)
+            # and the irises' shift came from.
+            map_x = (np.array([1.0, -c1, s, -pose.dx, -pose.yaw, -gx], np.float32) @ self._fields_x).reshape(shape)
+            map_y = (np.array([1.0, -s, -c1, -pose.dy, -pose.pitch, -gy], np.float32) @ self._fields_y).reshape(shape)
             sharp = cv2.filter2D(roi, -1, self._presharpen, borderType=cv2.BORDER_REPLICATE)
             moved = cv2.remap(sharp, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
             np.copyto(roi, moved, where=self._moving)

@@ -7,7 +7,7 @@ field says otherwise; one rate everywhere means resampling happens once, at the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 import numpy as np
 
@@ -92,3 +92,19 @@ class Frame:
     mouth_open: float = 0.0
     """The renderer's own lip opening for this frame, 0..1, for metrics and tests."""
     extras: dict[str, float] = field(default_factory=dict)
+
+
+class Expression(StrEnum):
+    """Expressions an agent can cue on a renderer (`Renderer.cue`), by name on the wire.
+
+    SMILE and NEUTRAL move the mouth (NEUTRAL relaxes a smiling photo); RAISED_BROWS and CONCERN move the
+    brows; NOD_YES and SHAKE_NO are head gestures; THINKING looks away and up for a moment.
+    """
+
+    SMILE = "smile"
+    NEUTRAL = "neutral"
+    RAISED_BROWS = "raised_brows"
+    CONCERN = "concern"
+    NOD_YES = "nod_yes"
+    SHAKE_NO = "shake_no"
+    THINKING = "thinking"
