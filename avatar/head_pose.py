@@ -29,8 +29,8 @@ SMOOTH = 0.12
 """Gaussian smoothing of the depth field, in eye distances: keeps the warp free of folds at the nose's sides."""
 STEP = 4
 """The depth is interpolated on a grid this many pixels apart and resized up: it is smooth anyway."""
-IRIS_REACH = 1.6
-"""The gaze field moves the eye's contents within this many iris radii of the iris centre."""
+IRIS_FALL = 1.4
+"""Beyond the iris the gaze field falls to 0 over this many iris radii (of sclera)."""
 
 
 @dataclass(frozen=True)
@@ -84,15 +84,19 @@ def pose_fields(points: np.ndarray, roi: tuple[int, int, int, int], head_weight:
     dense = cv2.remap(full, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     weighted = dense * head_weight
     gaze, radius = _gaze_field(points, roi, iod)
-    return PoseFields(np.ascontiguousarray(weighted, np.float32), gaze, radius)
+    return PoseFields(np.ascontiguousarray(weighted, np.float32), np.ascontiguousarray(gaze, np.float32), radius)
 
 
 def _gaze_field(points: np.ndarray, roi: tuple[int, int, int, int], iod: float) -> tuple[np.ndarray, float]:
-    """A bump over each eye's opening, 1 on the iris, 0 at the lids and outside the eye: moving the pixels under
-    it slides the iris along inside the eye while the lids, lashes and skin stay."""
+    """A plateau over each iris inside the eye opening, falling to 0 at the lids and the eye's corners: moving
+    the pixels under it slides the whole iris along inside the eye while the lids, lashes and skin stay.
+
+    The fall-offs are at least as wide as the largest gaze shift (one iris radius), so the sclera they squeeze
+    or stretch never folds over."""
     x0, y0, x1, y1 = roi
     h, w = y1 - y0, x1 - x0
     field = np.zeros((h, w), np.float32)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     radii = []
     for outline, iris in ((lm.RIGHT_EYE, lm.RIGHT_IRIS), (lm.LEFT_EYE, lm.LEFT_IRIS)):
         centre = points[iris[0], :2].astype(np.float64)
@@ -100,10 +104,9 @@ def _gaze_field(points: np.ndarray, roi: tuple[int, int, int, int], iod: float) 
         radii.append(radius)
         opening = np.zeros((h, w), np.uint8)
         cv2.fillPoly(opening, [np.round(points[outline, :2] - (x0, y0)).astype(np.int32)], 255)
-        # 0 at the lid line, 1 a little inside it: the lids never move.
-        inner = cv2.distanceTransform(opening, cv2.DIST_L2, 3) / max(1.0, 0.35 * radius)
-        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-        r = np.hypot(xs - (centre[0] - x0), ys - (centre[1] - y0)) / (IRIS_REACH * radius)
-        bump = np.clip(1.0 - r * r, 0.0, 1.0) ** 2
-        field = np.maximum(field, bump * np.clip(inner, 0.0, 1.0))
+        inner = np.clip(cv2.distanceTransform(opening, cv2.DIST_L2, 3) / max(1.0, radius), 0.0, 1.0)
+        r = np.hypot(xs - np.float32(centre[0] - x0), ys - np.float32(centre[1] - y0)) / radius
+        fall = np.clip((r - 1.0) / IRIS_FALL, 0.0, 1.0)
+        plateau = 1.0 - fall * fall * (3.0 - 2.0 * fall)
+        field = np.maximum(field, (plateau * inner).astype(np.float32))
     return field, float(np.mean(radii))

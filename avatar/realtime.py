@@ -133,10 +133,13 @@ class RealtimeRenderer(Renderer):
         self._moving = np.ascontiguousarray(np.repeat((w > 0)[..., None], 3, axis=2))
         fields = pose_fields(avatar.points, avatar.roi, w, avatar.iod)
         self._iris = fields.iris_radius
-        # Every motion is a weighted sum of fixed fields: one matrix-vector product per axis gives the whole map.
-        planes = (w * (xs - px), w * (ys - py), w, fields.depth, fields.gaze)
-        self._fields_x = np.stack([xs, *planes]).reshape(6, -1).astype(np.float32)
-        self._fields_y = np.stack([ys, *planes]).reshape(6, -1).astype(np.float32)
+        # Every head motion is a weighted sum of fixed fields: one matrix-vector product per axis gives the map.
+        planes = (w * (xs - px), w * (ys - py), w, fields.depth)
+        self._fields_x = np.stack([xs, *planes]).reshape(5, -1).astype(np.float32)
+        self._fields_y = np.stack([ys, *planes]).reshape(5, -1).astype(np.float32)
+        # The gaze moves the irises on the photo itself (before the head moves), inside the eye patch only.
+        self._gaze = np.ascontiguousarray(fields.gaze[self._eye_slice])
+        self._eye_y, self._eye_x = np.mgrid[0 : self._gaze.shape[0], 0 : self._gaze.shape[1]].astype(np.float32)
         k = PRESHARPEN
         self._presharpen = np.array([[0, -k, 0], [-k, 1 + 4 * k, -k], [0, -k, 0]], np.float32)
 
@@ -236,6 +239,8 @@ class RealtimeRenderer(Renderer):
                 "pitch": float(np.degrees(pose.pitch)),
                 "roll": float(np.degrees(pose.angle)),
                 "smile": pose.smile,
+                "gaze_x": pose.gaze_x,
+                "gaze_y": pose.gaze_y,
                 "stress": prosody.stress,
             },
         )
@@ -274,15 +279,19 @@ class RealtimeRenderer(Renderer):
         avatar = self.avatar
         roi = self._roi_base.copy()
         roi[self._mouth_slice] = mouth_patch(avatar, state, smile=pose.smile)
-        roi[self._eye_slice] = blend_bank(avatar.eye_bank, BLINK_LEVELS, pose.blink, BROW_LEVELS, pose.brow)
-        if pose.dx or pose.dy or pose.angle or pose.yaw or pose.pitch or pose.gaze_x or pose.gaze_y:
+        eyes = blend_bank(avatar.eye_bank, BLINK_LEVELS, pose.blink, BROW_LEVELS, pose.brow)
+        if pose.gaze_x or pose.gaze_y:
+            map_x = self._eye_x - np.float32(pose.gaze_x * self._iris) * self._gaze
+            map_y = self._eye_y - np.float32(pose.gaze_y * self._iris) * self._gaze
+            eyes = cv2.remap(eyes, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        roi[self._eye_slice] = eyes
+        if pose.dx or pose.dy or pose.angle or pose.yaw or pose.pitch:
             c1, s = float(np.cos(pose.angle)) - 1.0, float(np.sin(pose.angle))
-            gx, gy = pose.gaze_x * self._iris, pose.gaze_y * self._iris
             shape = self._roi_base.shape[:2]
             # Backward map: each pixel samples where the head's motion (roll about the pivot, sway, turn, nod)
-            # and the irises' shift came from.
-            map_x = (np.array([1.0, -c1, s, -pose.dx, -pose.yaw, -gx], np.float32) @ self._fields_x).reshape(shape)
-            map_y = (np.array([1.0, -s, -c1, -pose.dy, -pose.pitch, -gy], np.float32) @ self._fields_y).reshape(shape)
+            # brought it from.
+            map_x = (np.array([1.0, -c1, s, -pose.dx, -pose.yaw], np.float32) @ self._fields_x).reshape(shape)
+            map_y = (np.array([1.0, -s, -c1, -pose.dy, -pose.pitch], np.float32) @ self._fields_y).reshape(shape)
             sharp = cv2.filter2D(roi, -1, self._presharpen, borderType=cv2.BORDER_REPLICATE)
             moved = cv2.remap(sharp, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
             np.copyto(roi, moved, where=self._moving)
