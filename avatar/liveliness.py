@@ -18,9 +18,10 @@ import numpy as np
 from avatar.expressions import ExpressionState
 from avatar.prosody import Prosody
 
-LIMITS = {"yaw": 8.0, "pitch": 7.0, "roll": 3.0}
-"""Commanded degrees the head approaches softly but never passes. The face-mesh detector reads about 0.5-0.7
-of a commanded turn or nod (the warp keeps the head's outline), so these read as up to ~±5°."""
+LIMITS = {"yaw": 6.5, "pitch": 6.0, "roll": 3.0}
+"""Commanded degrees the head approaches softly but never passes. The face-mesh detector reads about 0.6-0.8
+of a commanded turn (the warp keeps the head's outline), so these read as up to ~±5°; further, the face drifts
+from the photo's identity (dlib distance +0.05 at 8°)."""
 DRIFT = {"yaw": 1.2, "pitch": 0.8, "roll": 0.6}
 """Typical idle drift (degrees, standard deviation): a listener holds fairly still."""
 DRIFT_SECONDS = {"yaw": 3.0, "pitch": 2.2, "roll": 3.5}
@@ -34,6 +35,8 @@ PITCH_LIFT = 0.3
 """Degrees the head rises per semitone the voice goes up."""
 PHRASE_TURN, PHRASE_TILT, PHRASE_NOD = 3.5, 1.5, 1.2
 """Typical new posture at a phrase start (degrees, standard deviation), and the settling nod at its end."""
+TURNED_PHOTO = 15.0
+"""A photo whose face is turned this many degrees (or more) turns further away by 0.3 of the usual limit."""
 POSTURE_SECONDS = 0.25
 """Time constant of taking up a new posture (before the spring, which adds its own inertia)."""
 SPRING_HZ = 1.6
@@ -99,16 +102,25 @@ class _Spring:
         return self.x
 
 
-def _soft(x: float, limit: float) -> float:
-    return float(limit * np.tanh(x / limit))
+def _soft(x: float, limit: float, upper: float | None = None) -> float:
+    """`x` eased into (-limit, limit), or into (-limit, upper) when `upper` is given."""
+    top = limit if upper is None or x < 0 else upper
+    return float(top * np.tanh(x / top))
 
 
 class Liveliness:
-    def __init__(self, fps: int, iod: float, amount: float = 1.0, seed: int | None = None) -> None:
+    def __init__(
+        self, fps: int, iod: float, amount: float = 1.0, seed: int | None = None, photo_yaw: float = 0.0
+    ) -> None:
         self.fps = fps
         self.amount = max(0.0, float(amount))
         self.rng = np.random.default_rng(seed)
         self.scale = iod / 43.0
+        # A face already turned in the photo turns further away only a little: the warp cannot show the far
+        # side of the face it would bring into view, and the face stops looking like the same person.
+        away = LIMITS["yaw"] * float(np.clip(1.0 - abs(photo_yaw) / TURNED_PHOTO, 0.3, 1.0))
+        self._yaw_limits = (LIMITS["yaw"], away) if photo_yaw >= 0 else (away, LIMITS["yaw"])
+        """(towards the image's left, towards its right) limits of the commanded yaw."""
         """Motion in pixels is specified for the sample portrait (43 px between the eyes) and scaled."""
         self.t = 0.0
         self._next_blink = self.rng.uniform(1.0, 4.0)
@@ -191,7 +203,7 @@ class Liveliness:
             drift = DRIFT[axis] * self._drift[axis].step() * talk
             gesture = GESTURE[axis] * self._gesture[axis].step() * self._talking
             angles[axis] = self._springs[axis].step(self.amount * (drift + gesture + speech[axis]))
-        yaw = _soft(angles["yaw"] + cue.yaw, LIMITS["yaw"])
+        yaw = _soft(angles["yaw"] + cue.yaw, *self._yaw_limits)
         pitch = _soft(angles["pitch"] + cue.pitch, LIMITS["pitch"])
         roll = _soft(angles["roll"] + cue.roll, LIMITS["roll"])
         s = self.scale * self.amount

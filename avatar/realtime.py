@@ -19,6 +19,7 @@ from typing import ParamSpec, TypeVar
 import cv2
 import numpy as np
 
+from avatar import landmarks as lm
 from avatar.banks import blend_bank
 from avatar.base import Renderer
 from avatar.expressions import ExpressionTrack, check_cue
@@ -116,7 +117,8 @@ class RealtimeRenderer(Renderer):
         self._half = spf // 2
         self._history = np.zeros(self._half, np.float32)
         self._driver = MouthDriver(self.sample_rate, spf)
-        self._life = Liveliness(fps, avatar.iod, liveliness, seed)
+        photo_yaw = lm.FaceLandmarks(avatar.points).pose()[0]
+        self._life = Liveliness(fps, avatar.iod, liveliness, seed, photo_yaw)
         self._prosody = ProsodyTracker(fps, self.sample_rate)
         self._expressions = ExpressionTrack(fps, seed)
         self._silence = np.zeros(spf, np.int16)

@@ -10,6 +10,7 @@ drift repeats. Writes benchmarks/results/liveliness.md and PNGs of the extreme a
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import statistics
 import sys
@@ -27,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from avatar import landmarks as lm  # noqa: E402
 from avatar import quality as q  # noqa: E402
 from avatar.liveliness import Liveliness  # noqa: E402
+from avatar.pose_reading import relative_pose  # noqa: E402
 from avatar.prepare import PreparedAvatar, prepare_avatar  # noqa: E402
 from avatar.prosody import Prosody  # noqa: E402
 from avatar.realtime import RealtimeRenderer  # noqa: E402
@@ -38,6 +40,10 @@ PORTRAITS = {
     "astronaut": ROOT / "assets" / "avatars" / "astronaut.png",
     "grace hopper": Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
 }
+MORE_PORTRAITS = ROOT / "tests" / "data" / "images" / "portraits"
+"""Public-domain portraits vendored for the mouth tests (see the README there), used when present."""
+IDLE_TAIL = 6.0
+"""Seconds of silence rendered after the speech, to compare the head's motion when it listens."""
 SPEECH = sorted((ROOT / "tests" / "data" / "audio").glob("*/*.wav"))
 FPS = 25
 SECONDS = 30.0
@@ -63,7 +69,7 @@ class Embedder(q.FaceEmbedder):
 
 
 def speech_30s(seed: int = 0) -> np.ndarray:
-    """The test recordings in turn with pauses of 0.3-1.2 s, repeated to 30 s, then 1 s of silence."""
+    """The test recordings in turn with pauses of 0.3-1.2 s, repeated to 30 s, then IDLE_TAIL s of silence."""
     rng = np.random.default_rng(seed)
     recordings = [read_audio_file(p, CANONICAL_SAMPLE_RATE) for p in SPEECH]
     parts, total, k = [np.zeros(CANONICAL_SAMPLE_RATE // 2, np.int16)], 0, 0
@@ -73,19 +79,25 @@ def speech_30s(seed: int = 0) -> np.ndarray:
         total = sum(len(p) for p in parts)
         k += 1
     pcm = np.concatenate(parts)[: int(SECONDS * CANONICAL_SAMPLE_RATE)]
-    return np.concatenate([pcm, np.zeros(CANONICAL_SAMPLE_RATE, np.int16)])
+    return np.concatenate([pcm, np.zeros(int(IDLE_TAIL * CANONICAL_SAMPLE_RATE), np.int16)])
 
 
-def read_poses(images: list[np.ndarray]) -> np.ndarray:
-    """(n, 3) yaw, pitch (positive: chin down), roll in degrees per frame, each frame on its own; NaN: no face."""
+def _face(image: np.ndarray) -> lm.FaceLandmarks | None:
+    h, w = image.shape[:2]
     mesh = lm.static_face_mesh(1)
+    faces = lm.faces_from_result(lm.process_quietly(mesh, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)), 0, 0, w, h)
+    return faces[0] if faces else None
+
+
+def read_poses(photo: np.ndarray, images: list[np.ndarray]) -> np.ndarray:
+    """(n, 3) yaw, pitch (positive: chin down), roll in degrees relative to the photo, each frame on its own
+    (rigid fit of the face mesh's nose, forehead, temples and eye corners); NaN where no face is found."""
+    reference = _face(photo)
+    assert reference is not None, "no face in the prepared photo"
     out = np.full((len(images), 3), np.nan)
     for i, image in enumerate(images):
-        h, w = image.shape[:2]
-        faces = lm.faces_from_result(lm.process_quietly(mesh, cv2.cvtColor(image, cv2.COLOR_BGR2RGB)), 0, 0, w, h)
-        if faces:
-            yaw, pitch, roll = faces[0].pose()
-            out[i] = (yaw, -pitch, roll)  # the detector's pitch is positive with the chin forward (head up)
+        if (face := _face(image)) is not None:
+            out[i] = relative_pose(face, reference)
     return out
 
 
@@ -123,8 +135,9 @@ def speed(avatar: PreparedAvatar, pcm: np.ndarray) -> float:
 
 
 def repetition(minutes: float = 10.0) -> float:
-    """The highest autocorrelation of the idle head track (yaw and pitch) at any lag from 3 s to half the run:
-    a drift made of a few sines would come back near 1 at its common period."""
+    """The highest autocorrelation of the idle head track (yaw and pitch) at any lag from 15 s (five times the
+    drift's correlation time) to half the run: a drift made of a few sines would come back near 1 at its
+    common period."""
     life = Liveliness(FPS, 43.0, 1.0, seed=7)
     quiet = Prosody(0.0, 0.0, False, False, False, 0.0)
     track = np.array([(p.yaw, p.pitch) for p in (life.step(quiet, False) for _ in range(int(minutes * 60 * FPS)))])
@@ -134,7 +147,7 @@ def repetition(minutes: float = 10.0) -> float:
         spectrum = np.fft.rfft(x, 2 * len(x))
         ac = np.fft.irfft(np.abs(spectrum) ** 2)[: len(x) // 2]
         ac /= ac[0]
-        best = max(best, float(ac[3 * FPS :].max()))
+        best = max(best, float(ac[15 * FPS :].max()))
     return best
 
 
@@ -187,34 +200,57 @@ def expressions_sheet(avatar: PreparedAvatar, name: str) -> Path:
     return path
 
 
-def identity(embedder: q.FaceEmbedder, avatar: PreparedAvatar, frames: list[Frame]) -> float:
-    """Largest dlib distance to the still over the frames at the commanded extremes and 6 evenly spaced ones."""
-    commanded = np.array([(f.extras["yaw"], f.extras["pitch"]) for f in frames])
+def identity(
+    embedder: q.FaceEmbedder, avatar: PreparedAvatar, moving: list[Frame], still: list[Frame]
+) -> tuple[float, float]:
+    """Largest dlib distance to the photo over the frames at the commanded extremes and 6 evenly spaced ones,
+    with the head moving and (same frames, same mouth) with the head still."""
+    commanded = np.array([(f.extras["yaw"], f.extras["pitch"]) for f in moving])
     picks = {int(commanded[:, k].argmin()) for k in range(2)} | {int(commanded[:, k].argmax()) for k in range(2)}
-    picks |= set(np.linspace(0, len(frames) - 1, 6).astype(int).tolist())
-    return embedder.compare(avatar.image, [frames[i].image for i in sorted(picks)]).max_distance
+    picks |= set(np.linspace(0, len(moving) - 1, 6).astype(int).tolist())
+    return tuple(  # type: ignore[return-value]
+        embedder.compare(avatar.image, [frames[i].image for i in sorted(picks)]).max_distance
+        for frames in (moving, still)
+    )
 
 
 def fmt_range(stats: dict[str, np.ndarray], axis: int) -> str:
     return f"{stats['low'][axis]:+.1f} … {stats['high'][axis]:+.1f}"
 
 
+def portraits(extra: Path | None) -> dict[str, Path]:
+    found = dict(PORTRAITS)
+    for folder in (MORE_PORTRAITS, extra):
+        if folder is not None and folder.is_dir():
+            found.update({p.stem: p for p in sorted(folder.glob("*.jpg"))})
+    return found
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--portraits", type=Path, help="a folder of more portraits (*.jpg) to measure")
+    args = parser.parse_args()
     pcm = speech_30s()
     embedder = Embedder()
     rows, lips, pngs = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, path in PORTRAITS.items():
+        for name, path in portraits(args.portraits).items():
             avatar, _ = prepare_avatar(path, Path(tmp) / "cache")
             moving = render(avatar, pcm, 1.0)
             still = render(avatar, pcm, 0.0)
-            measured = {"moving": read_poses([f.image for f in moving]), "still": read_poses([f.image for f in still])}
+            measured = {
+                k: read_poses(avatar.image, [f.image for f in v]) for k, v in (("moving", moving), ("still", still))
+            }
             commanded = np.array([(f.extras["yaw"], f.extras["pitch"], f.extras["roll"]) for f in moving])
             stats = {k: motion_stats(v) for k, v in measured.items()}
             stats["commanded"] = motion_stats(commanded)
             speaking = np.array([f.speaking and f.extras["energy"] > 0.05 for f in moving])
+            last = np.maximum.accumulate(np.where(speaking, np.arange(len(speaking)), -(10**6)))
+            listening = np.arange(len(speaking)) - last > 1.2 * FPS  # the head has settled after the voice
             velocity = np.abs(np.diff(commanded[:, :2], axis=0)).sum(axis=1)
-            speech_ratio = velocity[speaking[1:]].mean() / max(velocity[~speaking[1:]].mean(), 1e-9)
+            speech_ratio = velocity[speaking[1:]].mean() / max(velocity[listening[1:]].mean(), 1e-9)
+            valid = np.isfinite(measured["moving"]).all(axis=1)
+            follows = [np.corrcoef(commanded[valid, k], measured["moving"][valid, k])[0, 1] for k in range(3)]
             for source in ("commanded", "moving", "still"):
                 s = stats[source]
                 rows.append(
@@ -222,15 +258,18 @@ def main() -> None:
                     + [fmt_range(s, k) for k in range(3)]
                     + [f"{s['std'][k]:.2f}" for k in range(3)]
                     + [f"{s['step'][k]:.2f} / {s['jitter'][k]:.2f}" for k in range(3)]
+                    + ([f"{r:.2f}" for r in follows] if source == "moving" else ["", "", ""])
                 )
             report = q.measure_lip_sync(moving, FPS, CANONICAL_SAMPLE_RATE, CLOSED)
+            still_report = q.measure_lip_sync(still, FPS, CANONICAL_SAMPLE_RATE, CLOSED)
+            kept = identity(embedder, avatar, moving, still)
             lips.append(
                 [
                     name,
-                    f"{report.lag:+d}",
-                    f"{report.r_zero:.2f}",
-                    f"{100 * report.closed:.0f}%",
-                    f"{identity(embedder, avatar, moving):.2f}",
+                    f"{report.lag:+d} ({still_report.lag:+d})",
+                    f"{report.r_zero:.2f} ({still_report.r_zero:.2f})",
+                    f"{100 * report.closed:.0f}% ({100 * still_report.closed:.0f}%)",
+                    f"{kept[0]:.2f} ({kept[1]:.2f})",
                     f"{speed(avatar, pcm):.0f}",
                     f"{speech_ratio:.1f}×",
                     f"{100 * np.mean(~np.isfinite(measured['moving']).all(axis=1)):.0f}%",
@@ -247,36 +286,42 @@ def main() -> None:
         + " | ".join(f"{a} std °" for a in names)
         + " | "
         + " | ".join(f"{a} step / jitter °" for a in names)
+        + " | "
+        + " | ".join(f"r {a} measured vs commanded" for a in names)
         + " |\n|"
-        + "---|" * 11
+        + "---|" * 14
     )
     table = header + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows)
     lip_header = (
         "| portrait | lip lag (frames) | r at lag 0 | silent frames closed | identity distance (max) | "
-        "frames/s 512 wide, 1 thread | head speed speaking / silent | no face |\n|" + "---|" * 8
+        "frames/s 512 wide, 1 thread | head speed speaking / listening | no face |\n|" + "---|" * 8
     )
     lip_table = lip_header + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in lips)
     text = f"""# Head motion and expressions (CPU renderer)
 
-{SECONDS:.0f} s of real recorded speech ({", ".join(p.name for p in SPEECH)}, in turn with 0.3-1.2 s pauses,
-then 1 s of silence), fed in 40 ms chunks at {FPS} FPS, seed 1. *Commanded* = the angles the renderer warped
-by (its own `extras`); *measured* = mediapipe's face mesh on every output frame on its own (`FaceLandmarks.pose`,
-pitch positive = chin down); *head still* = the same speech rendered with liveliness 0 (only the mouth moves):
-what the detector reports there is its own noise, the floor under every measured number. Step = RMS change
-from one frame to the next, jitter = RMS second difference (frame-to-frame shake), both in degrees.
+{SECONDS:.0f} s of real recorded speech ({", ".join(p.name for p in SPEECH)}, in turn with 0.3-1.2 s pauses),
+then {IDLE_TAIL:.0f} s of silence, fed in 40 ms chunks at {FPS} FPS, seed 1. *Commanded* = the angles the renderer
+warped by (its own `extras`); *measured* = mediapipe's face mesh on every output frame on its own, fitted rigidly
+to the photo's mesh on points the mouth, brows and lids do not move (`avatar.pose_reading`; pitch positive =
+chin down); *head still* = the same speech rendered with liveliness 0 (only the mouth and lids move): what the
+detector reports there is its own noise, the floor under every measured number. Step = RMS change from one
+frame to the next, jitter = RMS second difference (frame-to-frame shake), both in degrees. r = correlation of
+the measured with the commanded angle over the frames (is what the detector sees the motion the renderer made).
 
 {table}
 
+In brackets: the same with the head still.
+
 {lip_table}
 
-Lip-sync and closure as in bench_avatar_quality (closed = measured opening ≤ {CLOSED}); identity = dlib ResNet
-distance of the frames at the commanded extremes of yaw and pitch and 6 evenly spaced ones to the still (same
-person ≤ {SAME_PERSON} here); frames/s = median of {SPEED_RUNS} runs of {SPEED_FRAMES} speaking frames,
-cv2.setNumThreads(1), on a shared 2-core machine. Head speed = mean commanded |Δyaw|+|Δpitch| per frame while
-the voice sounds over the same while it does not.
+Lip-sync and closure as in bench_avatar_quality (closed = measured opening ≤ {CLOSED}); identity = largest dlib
+ResNet distance to the photo over the frames at the commanded extremes of yaw and pitch and 6 evenly spaced
+ones (the brief's bar: ≤ {SAME_PERSON}); frames/s = median of {SPEED_RUNS} runs of {SPEED_FRAMES} speaking
+frames, cv2.setNumThreads(1), on a shared 2-core machine. Head speed = mean commanded |Δyaw|+|Δpitch| per frame
+while the voice sounds over the same from 1.2 s after it stops.
 
 Repetition: over 10 minutes of idle drift the head track's autocorrelation never exceeds {repeat:.2f} at any
-lag from 3 s on (a periodic motion would come back to ~1).
+lag from 15 s on (a periodic motion would come back to ~1; the drift's own correlation time is ~3 s).
 
 Pictures: {", ".join(p.name for p in pngs)} (head region; extremes labelled commanded yaw/pitch).
 """

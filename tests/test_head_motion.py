@@ -11,7 +11,7 @@ import pytest
 from avatar import landmarks as lm
 from avatar import quality as q
 from avatar.head_pose import pose_fields
-from avatar.liveliness import Liveliness
+from avatar.liveliness import LIMITS, TURNED_PHOTO, Liveliness
 from avatar.pose_reading import relative_pose
 from avatar.prepare import PreparedAvatar, prepare_avatar
 from avatar.prosody import Prosody
@@ -127,3 +127,22 @@ def test_background_still_and_lips_closed_in_silence(avatar: PreparedAvatar, tal
     turned = sorted(silent, key=lambda i: -np.abs(commanded[i, :2]).sum())[:4]
     openings = q.lip_opening_series([talking[i].image for i in turned])
     assert (openings <= 0.06).all(), f"lips measured open in silence on a turned head: {openings}"
+
+
+def test_a_turned_photo_turns_further_away_only_a_little() -> None:
+    """The warp cannot show the far side of a face: a photo turned 12° to the right turns further right by at
+    most 0.3 of the usual limit, and back towards the camera freely."""
+
+    def yaws(photo_yaw: float) -> np.ndarray:
+        life = Liveliness(25, 43.0, 1.0, seed=2, photo_yaw=photo_yaw)
+        out = []
+        for k in range(25 * 120):
+            speaking = k % 100 < 70
+            prosody = Prosody(0.6 if speaking else 0.0, 0.0, speaking, k % 100 == 0, k % 100 == 77, 0.0)
+            out.append(np.degrees(life.step(prosody, speaking).yaw))
+        return np.array(out)
+
+    turned, frontal = yaws(12.0), yaws(0.0)
+    limit = LIMITS["yaw"] * max(0.3, 1.0 - 12.0 / TURNED_PHOTO)
+    assert turned.max() < limit < frontal.max()
+    assert turned.min() == frontal.min() and turned.min() < -2.0
