@@ -4,8 +4,9 @@ Each `render_next()` takes exactly one frame of audio from the queue (silence wh
 derives the mouth from that same audio (and the visemes covering it), and draws the frame, so
 sound and picture cannot drift. Per frame there is no mesh warping at all: two bilinear patch
 blends, one small bicubic remap of the head (and nothing else) for motion, and a copy of the frame.
-The head's 3-D turns and nods, its roll and sway and the eyes' gaze are all displacement fields summed
-into that one remap (see `head_pose`); cued expressions (`cue`) steer the mouth, brows, head and gaze.
+The head's 3-D turns and nods, its roll and sway are displacement fields summed into that one remap (see
+`head_pose`); a gaze away (a cued expression) adds a tiny remap of the eye patch. Cued expressions (`cue`)
+steer the mouth, brows, head and gaze.
 """
 
 from __future__ import annotations
@@ -135,10 +136,11 @@ class RealtimeRenderer(Renderer):
         self._moving = np.ascontiguousarray(np.repeat((w > 0)[..., None], 3, axis=2))
         fields = pose_fields(avatar.points, avatar.roi, w, avatar.iod)
         self._iris = fields.iris_radius
-        # Every head motion is a weighted sum of fixed fields: one matrix-vector product per axis gives the map.
-        planes = (w * (xs - px), w * (ys - py), w, fields.depth)
-        self._fields_x = np.stack([xs, *planes]).reshape(5, -1).astype(np.float32)
-        self._fields_y = np.stack([ys, *planes]).reshape(5, -1).astype(np.float32)
+        # Every head motion is a weighted sum of these fixed fields (see `_head_maps`).
+        self._grid = (xs, ys)
+        self._planes = tuple(
+            np.ascontiguousarray(p, np.float32) for p in (w * (xs - px), w * (ys - py), w, fields.depth)
+        )
         # The gaze moves the irises on the photo itself (before the head moves), inside the eye patch only.
         self._gaze = np.ascontiguousarray(fields.gaze[self._eye_slice])
         self._eye_y, self._eye_x = np.mgrid[0 : self._gaze.shape[0], 0 : self._gaze.shape[1]].astype(np.float32)
@@ -277,6 +279,24 @@ class RealtimeRenderer(Renderer):
         out[dy0:dy1, dx0:dx1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
         return out
 
+    def _head_maps(self, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+        """Backward maps: each pixel samples where the head's motion (roll about the pivot, sway, turn, nod)
+        brought it from. OpenCV's single-threaded scaled adds, not a BLAS product: BLAS threads spin on a
+        loaded machine and made a frame 5x slower."""
+        c1, s = float(np.cos(pose.angle)) - 1.0, float(np.sin(pose.angle))
+        wx, wy, w, depth = self._planes
+        maps = []
+        for grid, weights in (
+            (self._grid[0], ((wx, -c1), (wy, s), (w, -pose.dx), (depth, -pose.yaw))),
+            (self._grid[1], ((wx, -s), (wy, -c1), (w, -pose.dy), (depth, -pose.pitch))),
+        ):
+            out = grid
+            for plane, k in weights:
+                if k:
+                    out = cv2.scaleAdd(plane, k, out)
+            maps.append(out)
+        return maps[0], maps[1]
+
     def _draw(self, state: MouthState, pose: Pose) -> np.ndarray:
         avatar = self.avatar
         roi = self._roi_base.copy()
@@ -288,12 +308,7 @@ class RealtimeRenderer(Renderer):
             eyes = cv2.remap(eyes, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         roi[self._eye_slice] = eyes
         if pose.dx or pose.dy or pose.angle or pose.yaw or pose.pitch:
-            c1, s = float(np.cos(pose.angle)) - 1.0, float(np.sin(pose.angle))
-            shape = self._roi_base.shape[:2]
-            # Backward map: each pixel samples where the head's motion (roll about the pivot, sway, turn, nod)
-            # brought it from.
-            map_x = (np.array([1.0, -c1, s, -pose.dx, -pose.yaw], np.float32) @ self._fields_x).reshape(shape)
-            map_y = (np.array([1.0, -s, -c1, -pose.dy, -pose.pitch], np.float32) @ self._fields_y).reshape(shape)
+            map_x, map_y = self._head_maps(pose)
             sharp = cv2.filter2D(roi, -1, self._presharpen, borderType=cv2.BORDER_REPLICATE)
             moved = cv2.remap(sharp, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
             np.copyto(roi, moved, where=self._moving)
