@@ -279,24 +279,6 @@ class RealtimeRenderer(Renderer):
         out[dy0:dy1, dx0:dx1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
         return out
 
-    def _head_maps(self, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
-        """Backward maps: each pixel samples where the head's motion (roll about the pivot, sway, turn, nod)
-        brought it from. OpenCV's single-threaded scaled adds, not a BLAS product: BLAS threads spin on a
-        loaded machine and made a frame 5x slower."""
-        c1, s = float(np.cos(pose.angle)) - 1.0, float(np.sin(pose.angle))
-        wx, wy, w, depth = self._planes
-        maps = []
-        for grid, weights in (
-            (self._grid[0], ((wx, -c1), (wy, s), (w, -pose.dx), (depth, -pose.yaw))),
-            (self._grid[1], ((wx, -s), (wy, -c1), (w, -pose.dy), (depth, -pose.pitch))),
-        ):
-            out = grid
-            for plane, k in weights:
-                if k:
-                    out = cv2.scaleAdd(plane, k, out)
-            maps.append(out)
-        return maps[0], maps[1]
-
     def _draw(self, state: MouthState, pose: Pose) -> np.ndarray:
         avatar = self.avatar
         roi = self._roi_base.copy()
@@ -316,3 +298,21 @@ class RealtimeRenderer(Renderer):
         x0, y0, x1, y1 = avatar.roi
         out[y0:y1, x0:x1] = roi
         return out
+
+    def _head_maps(self, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+        """Backward maps: each pixel samples where the head's motion (roll about the pivot, sway, turn, nod)
+        brought it from. OpenCV's single-threaded scaled adds, not a BLAS product: BLAS threads spin on a
+        loaded machine and made a frame 5x slower."""
+        c1, s = float(np.cos(pose.angle)) - 1.0, float(np.sin(pose.angle))
+        wx, wy, w, depth = self._planes
+        maps = []
+        for grid, weights in (
+            (self._grid[0], ((wx, -c1), (wy, s), (w, -pose.dx), (depth, -pose.yaw))),
+            (self._grid[1], ((wx, -s), (wy, -c1), (w, -pose.dy), (depth, -pose.pitch))),
+        ):
+            out = grid
+            for plane, k in weights:
+                if k:
+                    out = cv2.scaleAdd(plane, k, out)
+            maps.append(out)
+        return maps[0], maps[1]
