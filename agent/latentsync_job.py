@@ -1,0 +1,214 @@
+"""One LatentSync recorded reply, from text or audio to an MP4: speech, template video, model run, mux.
+
+The steps around the model are ours and cheap (seconds); the model run is LatentSync's (minutes on a GPU).
+When LatentSync is missing or fails, the CPU renderer draws the reply from the same speech instead
+(`latentsync.fallback`), and the job says so in one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.render_job import LEAD_IN_SECONDS, PARAGRAPH_PAUSE_SECONDS, TAIL_SECONDS, render_audio
+from agent.renderers import prepare
+from avatar import latentsync as ls
+from core.audio import read_audio_file, write_wav
+from core.config import Config
+from core.errors import UserError
+from core.events import CANONICAL_SAMPLE_RATE, Notice
+
+RATE = CANONICAL_SAMPLE_RATE
+CONFIG_SECTIONS = ("avatar", "renderer", "latentsync", "tts")
+"""What a job needs from the configuration; stored with it (no secrets: the LLM and server sections stay out)."""
+STAGES = {"speech": (0.0, 0.05), "template": (0.05, 0.1), "model": (0.1, 0.95), "mux": (0.95, 1.0)}
+"""Share of a job's progress bar per stage: the model run is nearly all of it on a GPU."""
+
+
+@dataclass
+class JobSpec:
+    """What to record; JSON-serialisable so it survives in the queue across restarts."""
+
+    avatar: str
+    paragraphs: list[list[str]] | None = None
+    audio: str | None = None
+    seed: int | None = None
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, cfg: Config, avatar: Path, **what: Any) -> JobSpec:
+        data = cfg.model_dump(mode="json")
+        return cls(avatar=str(avatar.resolve()), sections={k: data[k] for k in CONFIG_SECTIONS}, **what)
+
+    def config(self) -> Config:
+        return Config.model_validate(self.sections)
+
+
+@dataclass
+class JobContext:
+    """What the worker lends a running job: its private folder, the lock folder, cancellation and reporting."""
+
+    workdir: Path
+    lock_dir: Path
+    cancel: threading.Event
+    report: Callable[[str, float], None] = lambda stage, progress: None
+    """Called with the stage name and the whole job's share done (0.0 ... 1.0)."""
+    on_pgid: Callable[[int | None], None] = lambda pgid: None
+    """Told LatentSync's process group while it runs (None when it is over), so a restart can clean it up."""
+
+
+@dataclass
+class JobOutcome:
+    output: Path
+    engine: str
+    """"latentsync", or "realtime" when the CPU renderer's video was delivered instead."""
+    notices: list[str]
+    timings: dict[str, float]
+
+
+class JobCancelled(Exception):
+    pass
+
+
+def run_job(spec: JobSpec, output: Path, ctx: JobContext) -> JobOutcome:
+    cfg = spec.config()
+    timings: dict[str, float] = {}
+    notices: list[str] = []
+
+    def progress(name: str, share: float) -> None:
+        low, high = STAGES[name]
+        ctx.report(name, low + (high - low) * share)
+
+    def stage(name: str) -> None:
+        if ctx.cancel.is_set():
+            raise JobCancelled
+        progress(name, 0.0)
+
+    started = time.monotonic()
+    stage("speech")
+    speech = _speech(spec, cfg, notices)
+    speech_wav = ctx.workdir / "speech.wav"
+    write_wav(speech_wav, speech, RATE)
+    timings["speech_s"] = time.monotonic() - started
+
+    mark = time.monotonic()
+    stage("template")
+    prepared, prepare_notices = prepare(cfg, Path(spec.avatar))
+    notices += prepare_notices
+    try:
+        installation = ls.check_installation(cfg.latentsync)
+    except ls.LatentSyncUnavailable as exc:
+        return _fallback(str(exc), cfg, prepared, spec, speech_wav, output, notices, timings, started)
+    from avatar.realtime import RealtimeRenderer
+
+    padded = np.concatenate([_silence(LEAD_IN_SECONDS), speech, _silence(TAIL_SECONDS)])
+    padded_wav = ctx.workdir / "audio.wav"
+    write_wav(padded_wav, padded, RATE)
+    renderer = RealtimeRenderer(prepared, ls.TEMPLATE_FPS, cfg.renderer.liveliness, spec.seed)  # type: ignore[arg-type]
+    template = ctx.workdir / "template.mp4"
+    ls.write_template(renderer, math.ceil(len(padded) / renderer.samples_per_frame), template)
+    timings["template_s"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    stage("model")
+    model_out = ctx.workdir / "latentsync.mp4"
+    argv = ls.inference_command(cfg.latentsync, installation.python, template, padded_wav, model_out)
+    try:
+        with ls.checkout_lock(installation.checkout, ctx.lock_dir, ctx.cancel.is_set):
+            view = ls.private_checkout(installation.checkout, ctx.workdir)
+            timings["lock_wait_s"] = time.monotonic() - mark
+            ls.run_inference(
+                argv,
+                view,
+                timeout_s=cfg.latentsync.timeout_s,
+                cancel=ctx.cancel,
+                on_progress=lambda share: progress("model", share),
+                on_start=ctx.on_pgid,
+                log_path=ctx.workdir / "latentsync.log",
+            )
+        if not model_out.is_file():
+            raise ls.LatentSyncFailed("LatentSync exited without writing its video (see latentsync.log)")
+    except ls.LatentSyncCancelled:
+        raise JobCancelled from None
+    except ls.LatentSyncFailed as exc:
+        timings["model_s"] = time.monotonic() - mark
+        return _fallback(str(exc), cfg, prepared, spec, speech_wav, output, notices, timings, started)
+    finally:
+        ctx.on_pgid(None)
+    timings["model_s"] = time.monotonic() - mark
+
+    mark = time.monotonic()
+    stage("mux")
+    ls.mux_audio(model_out, padded_wav, output)
+    timings["mux_s"] = time.monotonic() - mark
+    timings["total_s"] = time.monotonic() - started
+    ctx.report("done", 1.0)
+    return JobOutcome(output, "latentsync", notices, timings)
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), np.int16)
+
+
+def _speech(spec: JobSpec, cfg: Config, notices: list[str]) -> np.ndarray:
+    """The reply's audio at 24 kHz, without lead-in or tail (each renderer adds its own)."""
+    if spec.audio is not None:
+        pcm = read_audio_file(spec.audio, RATE)
+        if not len(pcm):
+            raise UserError(f"{spec.audio} contains no audio samples")
+        return pcm
+    return asyncio.run(_synthesise(cfg, spec.paragraphs or [], notices))
+
+
+async def _synthesise(cfg: Config, paragraphs: list[list[str]], notices: list[str]) -> np.ndarray:
+    from speech.tts_select import create_tts
+
+    tts = create_tts(cfg.tts)
+    parts: list[np.ndarray] = []
+    try:
+        for i, sentences in enumerate(paragraphs):
+            if i:
+                parts.append(_silence(PARAGRAPH_PAUSE_SECONDS))
+            for sentence in sentences:
+                async for item in tts.stream(sentence):
+                    if isinstance(item, Notice):
+                        notices.append(item.message)
+                    else:
+                        parts.append(np.asarray(item.pcm, np.int16))
+    finally:
+        await tts.aclose()
+    if not parts:
+        raise UserError("nothing to say: the text has no speakable words")
+    return np.concatenate(parts)
+
+
+def _fallback(
+    reason: str,
+    cfg: Config,
+    prepared: object,
+    spec: JobSpec,
+    speech_wav: Path,
+    output: Path,
+    notices: list[str],
+    timings: dict[str, float],
+    started: float,
+) -> JobOutcome:
+    if not cfg.latentsync.fallback:
+        raise UserError(reason)
+    from agent.renderers import create_renderer
+
+    notices.append(f"{reason}; this video was drawn by the CPU renderer instead (latentsync.fallback)")
+    mark = time.monotonic()
+    cpu = cfg.model_copy(update={"renderer": cfg.renderer.model_copy(update={"engine": "realtime"})})
+    render_audio(create_renderer(cpu, prepared, seed=spec.seed), speech_wav, output)
+    timings["fallback_s"] = time.monotonic() - mark
+    timings["total_s"] = time.monotonic() - started
+    return JobOutcome(output, "realtime", notices, timings)
