@@ -8,6 +8,7 @@ preparation cache, and the `Renderer` contract (exact audio per frame, render-ah
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,17 @@ SR = CANONICAL_SAMPLE_RATE
 FPS = 25
 SPF = SR // FPS
 CAT = Path(__file__).parent / "data" / "images" / "cat.png"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """On this shared, loaded 2-core machine torch's two spinning worker threads made every pass ~10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
