@@ -129,7 +129,13 @@ def normalize(text: str) -> str:
     text = _UNIT.sub(lambda m: number(m[1]) + _UNITS_AFTER[m[2]], text)
     text = _SIGNED.sub(lambda m: "负" + number(m[1]), text)
     text = _DIGIT_STRING.sub(lambda m: digits(m[0]) if m[0].startswith("0") or len(m[0]) >= 11 else m[0], text)
-    return _PLAIN.sub(lambda m: _before_classifier(number(m[0]), m.string[m.end() :]), text)
+    return _PLAIN.sub(_plain_number, text)
+
+
+def _plain_number(match: re.Match[str]) -> str:
+    spoken = number(match[0])
+    ordinal = match.string[max(0, match.start() - 1) : match.start()] == "第"
+    return spoken if ordinal else _before_classifier(spoken, match.string[match.end() :])
 
 
 def _time(match: re.Match[str]) -> str:
@@ -182,7 +188,7 @@ def _segment(han: str) -> list[str]:
     return out + (rjieba.cut(han[cursor:]) if cursor < len(han) else [])
 
 
-_REDUPLICATED_VERBS = "看听想说试聊走问谈找等尝读写玩逛学练歇坐动笑摸算查猜讲闻"
+_REDUPLICATED_VERBS = "看听想说试聊走问谈找等尝读写玩逛学练歇坐动笑摸算查猜讲闻散"
 """One-character verbs whose doubled form (看看, 试试) softens the verb, the second syllable neutral."""
 _REDUPLICATION = re.compile(rf"([^一])一\1|([{_REDUPLICATED_VERBS}])\2")
 
