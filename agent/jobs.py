@@ -129,9 +129,12 @@ class JobStore:
         self.path = path.expanduser()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._db() as db:
-                db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")  # readers (progress polls) never wait for the worker's writes
                 db.execute(_SCHEMA)
+            finally:
+                db.close()
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"cannot open the job database {self.path}: {exc}") from None
 
@@ -337,6 +340,7 @@ class JobWorker:
         )
         try:
             outcome = run_job(job.spec, job.output, ctx)
+            outcome.notices[:0] = job.notices  # e.g. that it was resumed
             self.store.finish(job.id, outcome)
         except JobCancelled:
             if self._stop.is_set() and not self.store.cancel_requested(job.id):

@@ -103,6 +103,8 @@ def run_job(spec: JobSpec, output: Path, ctx: JobContext) -> JobOutcome:
     stage("template")
     prepared, prepare_notices = prepare(cfg, Path(spec.avatar))
     notices += prepare_notices
+    timings["avatar_s"] = time.monotonic() - mark
+    mark = time.monotonic()
     try:
         installation = ls.check_installation(cfg.latentsync)
     except ls.LatentSyncUnavailable as exc:
