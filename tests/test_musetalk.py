@@ -141,6 +141,62 @@ def test_a_state_dict_for_another_config_is_refused(weights_dir: Path, tmp_path:
         load_networks(mw.locate(copy))
 
 
+def _whisper_file(folder: Path, **change: object) -> Path:
+    from musetalk_tiny import TINY_WHISPER
+    from transformers import WhisperConfig, WhisperModel
+
+    WhisperModel(WhisperConfig(**{**TINY_WHISPER, **change})).save_pretrained(folder)
+    return folder / "model.safetensors"
+
+
+def _vae_without_decoder_middle(folder: Path) -> Path:
+    from diffusers import AutoencoderKL
+    from musetalk_tiny import TINY_VAE
+    from safetensors.torch import save_file
+
+    state = {k: v for k, v in AutoencoderKL(**TINY_VAE).state_dict().items() if "decoder.mid_block" not in k}
+    save_file(state, folder / "vae.safetensors")
+    return folder / "vae.safetensors"
+
+
+DAMAGE = {
+    "whisper with fewer layers": (
+        "whisper/model.safetensors",
+        lambda t: _whisper_file(t, encoder_layers=1),
+        "whisper does not match",
+    ),
+    "whisper of another width": (
+        "whisper/model.safetensors",
+        lambda t: _whisper_file(t, d_model=32, encoder_ffn_dim=64),
+        "whisper does not match",
+    ),
+    "truncated whisper": ("whisper/model.safetensors", None, "whisper is not a usable whisper-tiny"),
+    "truncated vae": ("sd-vae/diffusion_pytorch_model.safetensors", None, "sd-vae is not a usable sd-vae-ft-mse"),
+    "vae missing tensors": (
+        "sd-vae/diffusion_pytorch_model.safetensors",
+        _vae_without_decoder_middle,
+        "sd-vae does not match",
+    ),
+    "truncated unet": ("musetalkV15/unet.pth", None, "unet.pth cannot be read as a PyTorch state dict"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE, ids=list(DAMAGE))
+def test_damaged_weights_are_one_line(weights_dir: Path, tmp_path: Path, case: str) -> None:
+    import shutil
+
+    target, make, message = DAMAGE[case]
+    copy = Path(shutil.copytree(weights_dir, tmp_path / "w"))
+    if make is None:
+        (copy / target).write_bytes((copy / target).read_bytes()[:100])
+    else:
+        (tmp_path / "other").mkdir()
+        shutil.copy(make(tmp_path / "other"), copy / target)
+    with pytest.raises(UserError) as error:
+        load_networks(mw.locate(copy))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
 def test_without_torch_the_engine_asks_for_make_neural(monkeypatch: pytest.MonkeyPatch) -> None:
     """The default install has no torch; simulated here by hiding it from the import system's lookup."""
     real = mw.importlib.util.find_spec
@@ -429,3 +485,51 @@ def test_render_command_writes_a_synced_mp4(
     assert f"{round(seconds * FPS)} frames at 25 fps" in captured.out
     video, audio = probe_durations(out)
     assert abs(video - seconds) < 0.05 and abs(audio - seconds) < 0.05
+
+
+# --- a video avatar ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def video_avatar(weights_dir: Path, cache_dir: Path, astronaut: Path, tmp_path_factory) -> MuseTalkAvatar:
+    """A 1.2 s clip of the sample portrait sliding sideways (no real video of a face ships with the project)."""
+    import av
+    import cv2
+
+    path = tmp_path_factory.mktemp("clip") / "slide.mp4"
+    image = cv2.imread(str(astronaut))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 512, 512, "yuv420p"
+        stream.options = {"crf": "12"}
+        for i in range(30):
+            moved = cv2.warpAffine(
+                image, np.float32([[1, 0, i * 0.5], [0, 1, 0]]), (512, 512), borderMode=cv2.BORDER_REFLECT
+            )
+            for packet in stream.encode(av.VideoFrame.from_ndarray(moved, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    prepared, _ = prepare(config(weights_dir, cache_dir), path)
+    assert isinstance(prepared, MuseTalkAvatar) and prepared.base.loop is not None
+    return prepared
+
+
+def test_a_video_avatar_has_a_template_per_loop_frame(video_avatar: MuseTalkAvatar, speech: np.ndarray) -> None:
+    loop = video_avatar.base.loop
+    assert loop is not None
+    assert len(video_avatar.boxes) == len(loop) == len(video_avatar.inputs) == len(video_avatar.masks)
+    centres = (video_avatar.boxes[:, 0] + video_avatar.boxes[:, 2]) / 2
+    assert centres[-1] - centres[0] > 8  # the boxes follow the head across the clip (14.5 px of slide)
+    r = renderer(video_avatar)
+    idle = r.render_next()
+    assert np.array_equal(idle.image, loop.frame(loop.index_at(0.0)))
+    r.feed(speech[: 8 * SPF])
+    for _ in range(8):
+        frame = r.render_next()
+        k = loop.index_at(frame.index / FPS)
+        x0, y0, x1, y1 = video_avatar.boxes[k]
+        expected = loop.frame(k)
+        outside = frame.image.copy()
+        outside[y0:y1, x0:x1] = expected[y0:y1, x0:x1]
+        assert frame.speaking and np.array_equal(outside, expected)  # drawn on its own loop frame, in its own box

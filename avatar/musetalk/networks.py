@@ -135,18 +135,27 @@ def _load(weights: WeightFiles, device: str, dtype: torch.dtype) -> MuseTalkNetw
 
     unet = _load_unet(weights)
     try:
-        vae = AutoencoderKL.from_pretrained(weights.vae_dir)
-    except (OSError, ValueError, RuntimeError) as error:
+        vae, vae_info = AutoencoderKL.from_pretrained(weights.vae_dir, output_loading_info=True)
+    except Exception as error:  # damaged or foreign files fail in many ways (safetensors, pickle, shapes, JSON)
         raise UserError(
             f"MuseTalk weights: {weights.vae_dir} is not a usable sd-vae-ft-mse ({_first_line(error)})"
         ) from None
     try:
         whisper, info = WhisperModel.from_pretrained(weights.whisper_dir, output_loading_info=True)
         extractor = WhisperFeatureExtractor.from_pretrained(weights.whisper_dir)
-    except (OSError, ValueError, RuntimeError) as error:
+    except Exception as error:  # as above
+        problem = (
+            "does not match its config.json (tensors of another shape)"
+            if "mismatched_sizes" in str(error)
+            else f"is not a usable whisper-tiny ({_first_line(error)})"
+        )
+        raise UserError(f"MuseTalk weights: {weights.whisper_dir} {problem}; {WHERE}") from None
+    vae_problems = [*vae_info.get("missing_keys", []), *vae_info.get("mismatched_keys", [])]
+    if vae_problems:
         raise UserError(
-            f"MuseTalk weights: {weights.whisper_dir} is not a usable whisper-tiny ({_first_line(error)})"
-        ) from None
+            f"MuseTalk weights: {weights.vae_dir} does not match its config.json ({len(vae_problems)} tensors "
+            f"missing or of another shape, e.g. {vae_problems[0]}); {WHERE}"
+        )
     problems = [k for k in info.get("missing_keys", []) if k.startswith("encoder.")] + list(
         info.get("mismatched_keys", [])
     )
@@ -171,14 +180,16 @@ def _load_unet(weights: WeightFiles) -> Any:
     try:
         config = json.loads(weights.unet_config.read_text())
         unet = UNet2DConditionModel.from_config(config)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, KeyError) as error:
         raise UserError(
             f"MuseTalk weights: {weights.unet_config} is not a UNet config ({_first_line(error)})"
         ) from None
     try:
         state = torch.load(weights.unet, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file fails in many ways inside the unpickler
-        raise UserError(f"MuseTalk weights: {weights.unet} cannot be read ({_first_line(error)}); {WHERE}") from None
+    except Exception:  # a truncated or foreign file fails in many ways inside the unpickler
+        raise UserError(
+            f"MuseTalk weights: {weights.unet} cannot be read as a PyTorch state dict (a truncated download?); {WHERE}"
+        ) from None
     if not isinstance(state, dict):
         raise UserError(f"MuseTalk weights: {weights.unet} is not a state dict; {WHERE}")
     own = unet.state_dict()
