@@ -119,6 +119,7 @@ def cmd_host(cfg: Config, args: argparse.Namespace) -> None:
 
 async def _run(cfg: Config, avatar: Path | None, show: tuple[Any, str | None] | None) -> None:
     from agent.live import LiveAgent, SharedModels
+    from agent.recordings import ROUTE, Recordings
 
     # Every session sends its rendering, encoding, voice and speech recognition to worker threads; the default
     # pool (6 threads on 2 cores) would queue one session's frame behind another's 0.5 s transcription.
@@ -126,10 +127,13 @@ async def _run(cfg: Config, avatar: Path | None, show: tuple[Any, str | None] | 
 
     options, lines = server_options(cfg)
     notices: list[str] = []
+    recordings = Recordings(cfg)
     models = await SharedModels.load(cfg, avatar=avatar, notices=notices)
     for n in notices:
         print(f"note: {n}", file=sys.stderr)
-    agent = LiveAgent(models)
+    recordings.start()
+    options.file_routes[ROUTE] = recordings.file
+    agent = LiveAgent(models, recordings=recordings)
     sinks: list[Any] = []
     try:
         if show is not None:
@@ -153,6 +157,7 @@ async def _run(cfg: Config, avatar: Path | None, show: tuple[Any, str | None] | 
             await asyncio.wait_for(server.close(), CLOSE_GRACE_SECONDS)
         await agent.stop_show()
     finally:
+        recordings.close()
         for sink in sinks:
             await sink.aclose()
         await models.aclose()

@@ -103,6 +103,10 @@ class Job:
         return cls(**data)
 
 
+def new_job_id() -> str:
+    return secrets.token_hex(4)
+
+
 def process_identity(pid: int | None = None) -> str | None:
     """ "pid:start time": a pid alone may be reused by another process after a crash."""
     pid = os.getpid() if pid is None else pid
@@ -153,9 +157,11 @@ class JobStore:
         finally:
             db.close()
 
-    def submit(self, spec: JobSpec, output: Path, origin: str, owner: str | None = None) -> Job:
+    def submit(
+        self, spec: JobSpec, output: Path, origin: str, owner: str | None = None, job_id: str | None = None
+    ) -> Job:
         """A new job, queued, or already claimed by `owner` (a command that runs its own job at once)."""
-        job_id = secrets.token_hex(4)
+        job_id = job_id or new_job_id()
         status, started = ("running", time.time()) if owner else ("queued", None)
         with self._db() as db:
             db.execute(
