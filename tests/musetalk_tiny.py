@@ -60,19 +60,26 @@ TINY_WHISPER: dict[str, Any] = {
 """d_model 16 = the UNet's cross_attention_dim; 2 layers give 3 hidden states (the real whisper-tiny: 384, 4, 5)."""
 
 
-def build_tiny_weights(root: Path, seed: int = 0) -> Path:
-    """Write tiny weights under `root` in the official layout and return `root`."""
+def build_tiny_weights(
+    root: Path,
+    seed: int = 0,
+    unet_config: dict[str, Any] = TINY_UNET,
+    vae_config: dict[str, Any] = TINY_VAE,
+    whisper_config: dict[str, Any] = TINY_WHISPER,
+) -> Path:
+    """Write random weights under `root` in the official layout and return `root` (tiny unless told otherwise: the
+    benchmark passes the published configs)."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     torch.manual_seed(seed)
     (root / "musetalkV15").mkdir(parents=True, exist_ok=True)
-    unet = UNet2DConditionModel(**{k: v for k, v in TINY_UNET.items() if not k.startswith("_")})
-    (root / "musetalkV15" / "musetalk.json").write_text(json.dumps(TINY_UNET, indent=1))
+    unet = UNet2DConditionModel(**{k: v for k, v in unet_config.items() if not k.startswith("_")})
+    (root / "musetalkV15" / "musetalk.json").write_text(json.dumps(unet_config, indent=1))
     torch.save(unet.state_dict(), root / "musetalkV15" / "unet.pth")
-    AutoencoderKL(**TINY_VAE).save_pretrained(root / "sd-vae")
-    whisper = WhisperModel(WhisperConfig(**TINY_WHISPER))
-    whisper.save_pretrained(root / "whisper")
+    del unet
+    AutoencoderKL(**vae_config).save_pretrained(root / "sd-vae")
+    WhisperModel(WhisperConfig(**whisper_config)).save_pretrained(root / "whisper")
     WhisperFeatureExtractor(feature_size=80).save_pretrained(root / "whisper")
     return root
