@@ -25,7 +25,7 @@ from avatar.musetalk.renderer import MuseTalkRenderer
 from core.audio import read_audio_file
 from core.config import Config, load_config
 from core.errors import UserError
-from core.events import CANONICAL_SAMPLE_RATE
+from core.events import CANONICAL_SAMPLE_RATE, Frame
 
 SR = CANONICAL_SAMPLE_RATE
 FPS = 25
@@ -533,3 +533,54 @@ def test_a_video_avatar_has_a_template_per_loop_frame(video_avatar: MuseTalkAvat
         outside = frame.image.copy()
         outside[y0:y1, x0:x1] = expected[y0:y1, x0:x1]
         assert frame.speaking and np.array_equal(outside, expected)  # drawn on its own loop frame, in its own box
+
+
+# --- the live session's frame loop ---------------------------------------------------------------------------
+
+
+class Collect:
+    """A frame sink that keeps what the live stream hands to a client."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[int, bool, np.ndarray]] = []
+
+    def write(self, frame: Frame, turn: int, pts: int) -> None:
+        self.frames.append((turn, frame.speaking, frame.audio.copy()))
+
+    def drop_turn(self, turn: int) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_the_live_media_stream_drives_it_unchanged(avatar: MuseTalkAvatar, speech: np.ndarray) -> None:
+    """streaming.media.MediaStream (what every live session runs) with this renderer: a turn's audio comes out
+    sample-exact on its frames, and cancelling the next turn mid-way makes the following frames idle and silent."""
+    import asyncio
+
+    from streaming.clock import VirtualClock
+    from streaming.media import MediaStream
+
+    async def run() -> Collect:
+        stream = MediaStream(renderer(avatar), VirtualClock())
+        sink = Collect()
+        stream.add_sink(sink)
+        stream.feed(1, speech[: 10 * SPF])
+        for _ in range(12):
+            await stream.step()
+        stream.end_turn(1)
+        stream.feed(2, speech[: 20 * SPF])
+        for _ in range(5):
+            await stream.step()
+        stream.cancel(2)
+        for _ in range(3):
+            await stream.step()
+        return sink
+
+    frames = asyncio.run(run()).frames
+    assert [t for t, _, _ in frames[:12]] == [1] * 12  # the reply's frames until it ends
+    np.testing.assert_array_equal(np.concatenate([a for _, _, a in frames[:10]]), speech[: 10 * SPF])
+    assert [s for _, s, _ in frames[:12]] == [True] * 10 + [False, False]
+    assert [t for t, _, _ in frames[12:17]] == [2] * 5
+    assert all(t == 0 and not s and not a.any() for t, s, a in frames[17:])
