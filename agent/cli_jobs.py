@@ -142,12 +142,15 @@ def _show(job: Job) -> None:
 
 
 def _cancel(store: JobStore, job_id: str) -> None:
-    from agent.jobs import TERMINAL
+    from agent.jobs import TERMINAL, owner_alive
 
     job = store.require(job_id)
     if job.status in TERMINAL:
         raise UserError(f"job {job_id} has already ended ({job.status})")
     job = store.request_cancel(job_id)
+    if job.status == "running" and not owner_alive(job.owner):
+        store.recover()  # its worker died: nobody else would act on the request (recover kills what it left)
+        job = store.require(job_id)
     deadline = time.monotonic() + CANCEL_WAIT_S
     while job.status not in TERMINAL and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -111,6 +111,10 @@ def run_job(spec: JobSpec, output: Path, ctx: JobContext) -> JobOutcome:
         return _fallback(str(exc), cfg, prepared, spec, speech_wav, output, notices, timings, started)
     from avatar.realtime import RealtimeRenderer
 
+    if cfg.avatar.fps != ls.TEMPLATE_FPS:
+        notices.append(
+            f"LatentSync works at {ls.TEMPLATE_FPS} fps: the video is {ls.TEMPLATE_FPS} fps, not {cfg.avatar.fps}"
+        )
     padded = np.concatenate([_silence(LEAD_IN_SECONDS), speech, _silence(TAIL_SECONDS)])
     padded_wav = ctx.workdir / "audio.wav"
     write_wav(padded_wav, padded, RATE)

@@ -269,3 +269,11 @@ def test_a_server_worker_runs_queued_jobs_and_requeues_the_running_one_when_stop
     wait_for(lambda: store.require(second.id).status == "queued", what="the job to be queued again")
     assert store.require(second.id).notices == ["resumed: the server was stopped while it ran"]
     wait_for(lambda: group_gone(recorded_pids(setup["pids"])[1:]), what="LatentSync's group to be gone")
+
+
+def test_cancelling_a_job_whose_worker_died_needs_no_worker(setup, astronaut, speech_wav):
+    store = JobStore(setup["db"])
+    job = store.submit(spec(setup, speech_wav, astronaut), setup["root"] / "r.mp4", "test", owner="999999999:1")
+    done = cli(setup, "jobs", "cancel", job.id)
+    assert done.returncode == 0 and done.stdout == f"cancelled job {job.id}\n"
+    assert store.require(job.id).status == "cancelled"

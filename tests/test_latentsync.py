@@ -255,3 +255,35 @@ def test_progress_is_read_from_latentsyncs_tqdm_bars():
     assert 0.5 in shares and shares == sorted(shares)
     assert parser.feed("Affine transforming 40 faces...") is None
     assert parser.feed("100%|██████████| 40/40 [00:01<00:00, 30.0it/s]") is None
+
+
+def test_a_video_avatars_template_is_its_own_loop(tmp_path, avatar_cache, astronaut, speech_wav):
+    """LatentSync needs a face in every frame: for a video avatar that is the clip itself, played as its idle loop."""
+    import cv2
+
+    clip = tmp_path / "presenter.mp4"
+    image = cv2.imread(str(astronaut))
+    originals = []
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 512, 512, "yuv420p"
+        for i in range(50):
+            shift = np.float32([[1, 0, 12 * np.sin(2 * np.pi * i / 50)], [0, 1, 0]])
+            moved = cv2.warpAffine(image, shift, (512, 512), borderMode=cv2.BORDER_REFLECT)
+            originals.append(moved)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(moved, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    checkout = make_checkout(tmp_path, mode="ok")
+    ctx, _ = context(tmp_path)
+    outcome = run_job(spec_for(avatar_cache, clip, speech_wav, **latentsync_section(checkout)), tmp_path / "r.mp4", ctx)
+    assert outcome.engine == "latentsync"
+    with av.open(str(ctx.workdir / "template.mp4")) as c:
+        template = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+
+    def distance(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+    for i in (5, 12, 20):  # the clip's motion, frame by frame, not a still: nearer its own frame than a later one
+        assert distance(template[i], originals[i]) < distance(template[i], originals[i + 20])
