@@ -88,10 +88,6 @@ class Job:
     attempts: int = 0
     cancel: bool = False
 
-    @property
-    def finished_ok(self) -> bool:
-        return self.status == "done"
-
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         data = dict(row)

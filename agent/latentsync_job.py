@@ -129,11 +129,11 @@ def run_job(spec: JobSpec, output: Path, ctx: JobContext) -> JobOutcome:
     argv = ls.inference_command(cfg.latentsync, installation.python, template, padded_wav, model_out)
     try:
         with ls.checkout_lock(installation.checkout, ctx.lock_dir, ctx.cancel.is_set):
-            view = ls.private_checkout(installation.checkout, ctx.workdir)
             timings["lock_wait_s"] = time.monotonic() - mark
+            mark = time.monotonic()
             ls.run_inference(
                 argv,
-                view,
+                ls.private_checkout(installation.checkout, ctx.workdir),
                 timeout_s=cfg.latentsync.timeout_s,
                 cancel=ctx.cancel,
                 on_progress=lambda share: progress("model", share),
@@ -142,19 +142,18 @@ def run_job(spec: JobSpec, output: Path, ctx: JobContext) -> JobOutcome:
             )
         if not model_out.is_file():
             raise ls.LatentSyncFailed("LatentSync exited without writing its video (see latentsync.log)")
+        timings["model_s"] = time.monotonic() - mark
+        mark = time.monotonic()
+        stage("mux")
+        ls.mux_audio(model_out, padded_wav, output)  # an unreadable result is LatentSync's failure too
+        timings["mux_s"] = time.monotonic() - mark
     except ls.LatentSyncCancelled:
         raise JobCancelled from None
     except ls.LatentSyncFailed as exc:
-        timings["model_s"] = time.monotonic() - mark
+        timings.setdefault("model_s", time.monotonic() - mark)
         return _fallback(str(exc), cfg, prepared, spec, speech_wav, output, notices, timings, started)
     finally:
         ctx.on_pgid(None)
-    timings["model_s"] = time.monotonic() - mark
-
-    mark = time.monotonic()
-    stage("mux")
-    ls.mux_audio(model_out, padded_wav, output)
-    timings["mux_s"] = time.monotonic() - mark
     timings["total_s"] = time.monotonic() - started
     ctx.report("done", 1.0)
     return JobOutcome(output, "latentsync", notices, timings)

@@ -77,7 +77,8 @@ class Recordings:
             send("record_failed", job=job_id, error=job.error or f"the recording was {job.status}")
 
     def file(self, name: str) -> Path | None:
-        """The finished recording `<job>.mp4` (only files of finished jobs: never a path the client composed)."""
+        """The finished recording `<job>.mp4` of a live session (never a path the client composed, nor the file of a
+        `render` command, which may be anywhere on the disk)."""
         match = _NAME.fullmatch(name)
         job = self._queue[0].get(match[1]) if match and self._queue is not None else None
-        return job.output if job is not None and job.status == "done" else None
+        return job.output if job is not None and job.status == "done" and job.origin == "live" else None

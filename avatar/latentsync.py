@@ -204,12 +204,6 @@ class ProgressParser:
         return self.share
 
 
-@dataclass
-class RunResult:
-    seconds: float
-    log_tail: list[str]
-
-
 class _OutputReader(threading.Thread):
     """Reads the merged stdout/stderr: progress to the callback, everything to the log file, a tail kept."""
 
@@ -271,7 +265,7 @@ def run_inference(
     on_progress: Callable[[float], None],
     on_start: Callable[[int], None] = lambda pgid: None,
     log_path: Path,
-) -> RunResult:
+) -> None:
     """Run LatentSync in its own process group until it exits, times out or is cancelled.
 
     A timeout or cancellation kills the whole group; so does a normal exit, for any child it left behind.
@@ -306,7 +300,6 @@ def run_inference(
         raise LatentSyncCancelled
     if proc.returncode != 0:
         raise LatentSyncFailed(f"LatentSync failed (exit status {proc.returncode}): {_error_summary(tail)}")
-    return RunResult(time.monotonic() - started, tail)
 
 
 def _error_summary(tail: list[str]) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from latentsync_helpers import latentsync_section, make_checkout
 
+from agent.jobs import JobStore
+from agent.latentsync_job import JobSpec
 from agent.recordings import ROUTE, Recordings
 from avatar.prepare import prepare_avatar
 from core.config import resolve_path
@@ -81,6 +83,18 @@ async def test_record_ends_in_a_fetchable_file(live, tmp_path: Path) -> None:
     assert (await asyncio.to_thread(fetch, server, "/recordings/../../etc/passwd?token=secret"))[0] == 404
     assert (await asyncio.to_thread(fetch, server, "/recordings/00000000.mp4?token=secret"))[0] == 404
     await client.ws.close()
+
+
+async def test_only_live_sessions_recordings_are_served(live, parts, tmp_path: Path) -> None:
+    """A `render` command's job writes wherever the user said: that file is not the server's to hand out."""
+    server, _ = live
+    cfg, _, _ = parts
+    private = tmp_path / "private.mp4"
+    private.write_bytes(b"not for the web")
+    store = JobStore(cfg.jobs.db)
+    job = store.submit(JobSpec(avatar="a.png", paragraphs=[["Hi."]]), private, "cli", owner="1:1")
+    store.end(job.id, "done")
+    assert (await asyncio.to_thread(fetch, server, f"/recordings/{job.id}.mp4?token=secret"))[0] == 404
 
 
 async def test_bad_record_requests_get_one_error_and_the_session_goes_on(live) -> None:
