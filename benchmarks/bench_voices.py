@@ -85,6 +85,8 @@ ENGLISH = [
 SPEED_SENTENCES = 6
 """Sentences per speed-only run (1 thread, busy core): enough for a median, short enough to repeat."""
 RESULTS = ROOT / "benchmarks" / "results" / "voices.md"
+REUSE = Path(os.environ["BENCH_VOICES_REUSE"]) if os.environ.get("BENCH_VOICES_REUSE") else None
+"""A folder for each run's WAVs and timings, kept between invocations (unset: fresh temporary folders)."""
 
 
 def _rss_mb() -> float:
@@ -127,16 +129,27 @@ def worker(engine: str, voice: str, threads: int, lang: str, count: int, out: Pa
     sentences = (MANDARIN if lang == "zh" else ENGLISH)[:count]
     rows = []
     for i, text in enumerate(sentences):
+        cpu = os.times()
         pcm, first, total = asyncio.run(_speak(tts, text))
+        used = sum(os.times()[:2]) - sum(cpu[:2])
         with wave.open(str(out / f"{i:02d}.wav"), "wb") as f:
             f.setnchannels(1), f.setsampwidth(2), f.setframerate(24000), f.writeframes(pcm.tobytes())
-        rows.append({"first": first, "rtf": total / (len(pcm) / 24000), "seconds": len(pcm) / 24000})
+        seconds = len(pcm) / 24000
+        rows.append({"first": first, "rtf": total / seconds, "cpu_rtf": used / seconds, "seconds": seconds})
     summary = {"load": load, "rss_start": rss_start, "rss_loaded": rss_loaded, "rss_peak": _rss_mb(), "rows": rows}
     (out / "timings.json").write_text(json.dumps(summary))
 
 
 def _run(engine: str, voice: str, threads: int, lang: str, count: int, busy: bool) -> tuple[Path, dict]:
-    out = Path(tempfile.mkdtemp(prefix=f"voices-{engine}-{voice}-{threads}-"))
+    """One voice's worker; with `REUSE` set, a run already in that folder is read instead (a rerun after
+    an interruption on the shared machine)."""
+    out = REUSE / f"{engine}-{voice}-{threads}-{lang}-{count}-{int(busy)}" if REUSE else None
+    if out is not None and (out / "timings.json").is_file():
+        return out, json.loads((out / "timings.json").read_text())
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        out = Path(tempfile.mkdtemp(prefix=f"voices-{engine}-{voice}-{threads}-"))
     spinner = None
     if busy:
         spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -278,15 +291,19 @@ def main() -> None:
         "",
         f"## Speed with 1 and 2 threads, idle and with one core kept busy ({SPEED_SENTENCES} sentences each)",
         "",
-        "| voice | language | threads | other load | first audio (median) | RTF (median / max) |",
-        "|---|---|---|---|---|---|",
+        "CPU s per s is the CPU time the voice's process used per second of speech: what it takes from the",
+        "renderer and the LLM, whatever the other agents on the machine were doing.",
+        "",
+        "| voice | language | threads | other load | first audio (median) | RTF (median / max) | CPU s per s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, lang, threads, busy, timing in speeds:
         rtfs = [r["rtf"] for r in timing["rows"]]
         first = statistics.median(r["first"] for r in timing["rows"])
+        cpu = statistics.median(r["cpu_rtf"] for r in timing["rows"])
         lines.append(
             f"| {label} | {lang} | {threads} | {'one core busy' if busy else 'as it is'} | {first:.2f} s | "
-            f"{statistics.median(rtfs):.2f} / {max(rtfs):.2f} |"
+            f"{statistics.median(rtfs):.2f} / {max(rtfs):.2f} | {cpu:.2f} |"
         )
     RESULTS.write_text("\n".join([*lines, *transcripts]).rstrip() + "\n")
     print(RESULTS.read_text())

@@ -70,6 +70,7 @@ class ChineseRouter(TTSEngine):
         self.name = main.name
         self._make_chinese = chinese
         self._chinese: TTSEngine | None = None
+        self._creating = asyncio.Lock()
 
     def engine_for(self, text: str) -> TTSEngine:
         if not has_chinese(text):
@@ -78,8 +79,17 @@ class ChineseRouter(TTSEngine):
             self._chinese = self._make_chinese()
         return self._chinese
 
+    async def _engine(self, text: str) -> TTSEngine:
+        """`engine_for` without blocking the event loop: loading Kokoro takes seconds, and every session's
+        audio and video are paced on this loop."""
+        if has_chinese(text) and self._chinese is None:
+            async with self._creating:
+                if self._chinese is None:
+                    self._chinese = await asyncio.to_thread(self._make_chinese)
+        return self.engine_for(text)
+
     async def stream(self, text: str) -> AsyncIterator[SpeechChunk | Notice]:
-        async for item in self.engine_for(text).stream(text):
+        async for item in (await self._engine(text)).stream(text):
             yield item
 
     async def stream_progressive(self, drafts: AsyncIterable[str]) -> AsyncIterator[SpeechChunk | Notice]:
@@ -90,7 +100,7 @@ class ChineseRouter(TTSEngine):
         async for draft in source:
             if any(ch.isalnum() for ch in draft):
                 break
-        engine = self.engine_for(draft)
+        engine = await self._engine(draft)
         switch: list[tuple[str, int]] = []
         """The first draft with Chinese after the main voice's words, and where its Chinese begins."""
 
@@ -109,7 +119,7 @@ class ChineseRouter(TTSEngine):
             chinese, begins = switch[0]
             final, said = await last_draft(source) or chinese, chinese[:begins]
             rest = final[len(said) :] if final.startswith(said) else remaining_text(final, said.split())
-            async for item in self.engine_for(rest).stream(rest):
+            async for item in (await self._engine(rest)).stream(rest):
                 yield item
 
     async def aclose(self) -> None:

@@ -218,6 +218,26 @@ def test_router_sends_chinese_to_kokoro_and_english_to_piper() -> None:
     assert engine.engine_for("hello") is engine.main
 
 
+def test_router_loads_the_chinese_voice_off_the_event_loop() -> None:
+    """Loading Kokoro takes seconds; on the event loop it would stall every session's paced audio and video."""
+    built_on: list[threading.Thread] = []
+    engine = create_tts(TTSConfig(engine="piper", threads=2))
+    assert isinstance(engine, ChineseRouter)
+    make = engine._make_chinese
+
+    def recorded() -> KokoroTTS:
+        built_on.append(threading.current_thread())
+        return make()
+
+    engine._make_chinese = recorded
+
+    async def speak() -> list[SpeechChunk]:
+        return [c async for c in engine.stream("你好。") if isinstance(c, SpeechChunk)]
+
+    assert asyncio.run(speak())
+    assert len(built_on) == 1 and built_on[0] is not threading.main_thread()
+
+
 def test_kokoro_engine_config_and_voices() -> None:
     zh = create_tts(TTSConfig(engine="kokoro", voice="zm_yunjian", threads=2))
     assert isinstance(zh, KokoroTTS) and zh.language == "zh"  # speaks English words itself
