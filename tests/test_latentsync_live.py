@@ -7,6 +7,8 @@ the server's real job worker. The websocket client, the server, the HTTP fetch a
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -127,3 +129,49 @@ async def test_a_server_without_recordings_says_so(parts) -> None:
         await client.ws.close()
     finally:
         await server.close()
+
+
+async def test_a_recording_running_when_the_server_died_is_resumed_by_the_next_server(tmp_path: Path) -> None:
+    """The real `digital-human serve`, killed with SIGKILL mid-recording (no chance to clean up), then started again:
+    the new server kills the LatentSync group the dead one left and records the job again; its URL works."""
+    from latentsync_helpers import alive, recorded_pids, set_mode, wait_for
+
+    from tests.test_live_cli import start_command
+
+    pids = tmp_path / "pids.jsonl"
+    checkout = make_checkout(tmp_path, mode="hang", pids=str(pids))
+    env = {
+        "DH_LATENTSYNC__CHECKOUT": str(checkout),
+        "DH_LATENTSYNC__PYTHON": sys.executable,
+        "DH_JOBS__DB": str(tmp_path / "jobs" / "jobs.sqlite"),
+        "DH_JOBS__OUTPUT_DIR": str(tmp_path / "recordings"),
+    }
+    first, url = start_command(tmp_path, "serve", **env)
+    try:
+        client = await open_client(url.replace("http://", "ws://").rstrip("/") + "/ws")
+        await client.until(lambda: client.of("ready"))
+        await client.send("record", text="Hello, this is a recorded reply.")
+        job = (await client.until(lambda: client.of("record_queued")))[0]["job"]
+        await asyncio.to_thread(wait_for, lambda: len(recorded_pids(pids)) == 2, 120, "LatentSync to start")
+    finally:
+        first.kill()
+        first.communicate(timeout=60)
+    leftovers = recorded_pids(pids)
+    assert all(alive(pid) for pid in leftovers)
+
+    set_mode(checkout, mode="ok", pids=str(pids))
+    second, url = start_command(tmp_path, "serve", **env)
+    try:
+        store = JobStore(tmp_path / "jobs" / "jobs.sqlite")
+        await asyncio.to_thread(wait_for, lambda: store.require(job).status == "done", 300, "the resumed job")
+        assert not any(alive(pid) for pid in leftovers)
+        assert store.require(job).notices == ["resumed: the process running it had stopped"]
+        response = await asyncio.to_thread(
+            urllib.request.urlopen, f"{url.split('?')[0].rstrip('/')}/recordings/{job}.mp4"
+        )
+        (tmp_path / "got.mp4").write_bytes(response.read())
+        vdur, adur = probe_durations(tmp_path / "got.mp4")
+        assert abs(vdur - adur) <= 1 / 25 and adur > 1.5
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.communicate(timeout=60)
