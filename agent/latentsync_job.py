@@ -29,8 +29,15 @@ from core.events import CANONICAL_SAMPLE_RATE, Notice
 RATE = CANONICAL_SAMPLE_RATE
 CONFIG_SECTIONS = ("avatar", "renderer", "latentsync", "tts")
 """What a job needs from the configuration; stored with it (no secrets: the LLM and server sections stay out)."""
-STAGES = {"speech": (0.0, 0.05), "template": (0.05, 0.1), "model": (0.1, 0.95), "mux": (0.95, 1.0)}
-"""Share of a job's progress bar per stage: the model run is nearly all of it on a GPU."""
+STAGES = {
+    "speech": (0.0, 0.05),
+    "template": (0.05, 0.1),
+    "waiting": (0.1, 0.1),
+    "model": (0.1, 0.95),
+    "mux": (0.95, 1.0),
+}
+"""Share of a job's progress bar per stage: the model run is nearly all of it on a GPU. `waiting`: another job
+holds the LatentSync checkout."""
 
 
 @dataclass
@@ -128,7 +135,7 @@ def run_job(spec: JobSpec, output: Path, ctx: JobContext) -> JobOutcome:
     model_out = ctx.workdir / "latentsync.mp4"
     argv = ls.inference_command(cfg.latentsync, installation.python, template, padded_wav, model_out)
     try:
-        with ls.checkout_lock(installation.checkout, ctx.lock_dir, ctx.cancel.is_set):
+        with ls.checkout_lock(installation.checkout, ctx.lock_dir, ctx.cancel.is_set, lambda: progress("waiting", 0.0)):
             timings["lock_wait_s"] = time.monotonic() - mark
             mark = time.monotonic()
             ls.run_inference(

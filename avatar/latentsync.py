@@ -146,13 +146,17 @@ def private_checkout(checkout: Path, workdir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def checkout_lock(checkout: Path, lock_dir: Path, cancelled: Callable[[], bool]) -> Iterator[None]:
+def checkout_lock(
+    checkout: Path, lock_dir: Path, cancelled: Callable[[], bool], on_busy: Callable[[], None] = lambda: None
+) -> Iterator[None]:
     """One job at a time per checkout, across processes (a CLI render and a server share one GPU).
 
     An flock is released by the kernel when its holder dies, so a crashed job never blocks the next one.
+    `on_busy` is called once if another job holds it, so the user knows why nothing moves.
     """
     lock_dir.mkdir(parents=True, exist_ok=True)
     name = hashlib.sha256(str(checkout).encode()).hexdigest()[:16]
+    told = False
     with open(lock_dir / f"latentsync-{name}.lock", "w") as handle:
         while True:
             try:
@@ -161,6 +165,9 @@ def checkout_lock(checkout: Path, lock_dir: Path, cancelled: Callable[[], bool])
             except BlockingIOError:
                 if cancelled():
                     raise LatentSyncCancelled from None
+                if not told:
+                    on_busy()
+                    told = True
                 time.sleep(POLL_S)
         try:
             yield
