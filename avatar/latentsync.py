@@ -245,13 +245,20 @@ class _OutputReader(threading.Thread):
             self.tail.append(line.rstrip())
 
 
-def kill_group(pgid: int) -> None:
-    """SIGTERM to the whole group (LatentSync and its ffmpeg children), SIGKILL to whatever is left."""
-    with contextlib.suppress(ProcessLookupError):
+def kill_group(pgid: int, leader: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM to the whole group (LatentSync and its ffmpeg children), SIGKILL to whatever is left.
+
+    With our own child as `leader`, its exit ends the grace period (a dead child stays a zombie, and so keeps its
+    group "alive", until it is waited for); a group left by a dead process is watched until it is empty.
+    """
+    try:
         os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + KILL_GRACE_S
-        while time.monotonic() < deadline and _group_alive(pgid):
-            time.sleep(0.05)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + KILL_GRACE_S
+    while time.monotonic() < deadline and (leader.poll() is None if leader else _group_alive(pgid)):
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
 
 
@@ -299,9 +306,9 @@ def run_inference(
             if time.monotonic() - started > timeout_s:
                 raise LatentSyncFailed(f"LatentSync did not finish within {timeout_s:g} s (latentsync.timeout_s)")
     finally:
-        kill_group(proc.pid)
+        kill_group(proc.pid, proc)
         proc.wait()
-        reader.join()
+        reader.join(KILL_GRACE_S)  # a child that left the group may hold the pipe open: its output is not needed
     tail = list(reader.tail)
     if cancel.is_set():  # killed from outside (a shutdown) as it was being cancelled: not a model failure
         raise LatentSyncCancelled
