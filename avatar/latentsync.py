@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -74,13 +75,25 @@ def check_installation(cfg: LatentSyncConfig) -> Installation:
         raise LatentSyncUnavailable(f"{checkout} is not a LatentSync checkout (no scripts/inference.py)")
     if cfg.python is None:
         raise LatentSyncUnavailable("LatentSync's Python is not set: set latentsync.python to its environment's python")
-    python = cfg.python.expanduser()
+    python = _python(cfg.python, checkout)
     if python.is_dir() or not os.access(python, os.X_OK):
         raise LatentSyncUnavailable(f"LatentSync's Python is not an executable file: {python}")
     for what, relative in (("UNet config", cfg.unet_config), ("checkpoint", cfg.checkpoint)):
         if not (checkout / relative).is_file():
-            raise LatentSyncUnavailable(f"LatentSync {what} not found: {checkout / relative}")
+            raise LatentSyncUnavailable(
+                f"LatentSync {what} not found: {checkout / relative} (download it as LatentSync's README says)"
+            )
     return Installation(checkout, python)
+
+
+def _python(configured: Path, checkout: Path) -> Path:
+    """A bare name ("python3") is looked up on PATH; a relative path is the checkout's (e.g. `.venv/bin/python`)."""
+    if configured.is_absolute() or str(configured).startswith("~"):
+        return configured.expanduser()
+    if len(configured.parts) == 1:
+        found = shutil.which(str(configured))
+        return Path(found) if found else checkout / configured
+    return checkout / configured
 
 
 def inference_command(cfg: LatentSyncConfig, python: Path, video: Path, audio: Path, out: Path) -> list[str]:

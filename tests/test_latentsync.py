@@ -218,6 +218,7 @@ def test_an_incomplete_installation_is_named_in_one_line(tmp_path):
         ({**good, "checkout": str(tmp_path)}, f"{tmp_path} is not a LatentSync checkout (no scripts/inference.py)"),
         ({**good, "python": None}, "LatentSync's Python is not set"),
         ({**good, "python": str(tmp_path)}, f"LatentSync's Python is not an executable file: {tmp_path}"),
+        ({**good, "python": ".venv/bin/python"}, f"LatentSync's Python is not an executable file: {checkout}/.venv"),
         ({**good, "checkpoint": "checkpoints/x.pt"}, f"LatentSync checkpoint not found: {checkout}/checkpoints/x.pt"),
         ({**good, "unet_config": "configs/unet/stage2_512.yaml"}, "LatentSync UNet config not found"),
     ]
@@ -226,6 +227,7 @@ def test_an_incomplete_installation_is_named_in_one_line(tmp_path):
             ls.check_installation(LatentSyncConfig(**section))
         assert str(info.value).startswith(message) and "\n" not in str(info.value)
     assert ls.check_installation(LatentSyncConfig(**good)).checkout == checkout.resolve()
+    assert ls.check_installation(LatentSyncConfig(**{**good, "python": "python3"})).python.is_absolute()
 
 
 def test_missing_installation_falls_back_at_once(tmp_path, avatar_cache, astronaut, speech_wav):
