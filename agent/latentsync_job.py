@@ -18,9 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from agent.render_job import LEAD_IN_SECONDS, PARAGRAPH_PAUSE_SECONDS, TAIL_SECONDS, render_audio
+from agent.render_job import (
+    LEAD_IN_SECONDS,
+    PARAGRAPH_PAUSE_SECONDS,
+    TAIL_SECONDS,
+    RenderReport,
+    render_audio,
+    render_speech,
+)
 from agent.renderers import prepare
 from avatar import latentsync as ls
+from avatar.base import Renderer
 from core.audio import read_audio_file, write_wav
 from core.config import Config
 from core.errors import UserError
@@ -35,9 +43,10 @@ STAGES = {
     "waiting": (0.1, 0.1),
     "model": (0.1, 0.95),
     "mux": (0.95, 1.0),
+    "fallback": (0.1, 0.1),
 }
 """Share of a job's progress bar per stage: the model run is nearly all of it on a GPU. `waiting`: another job
-holds the LatentSync checkout."""
+holds the LatentSync checkout; `fallback`: the CPU renderer draws the video instead."""
 
 
 @dataclass
@@ -100,10 +109,13 @@ def run_job(spec: JobSpec, output: Path, ctx: JobContext) -> JobOutcome:
         progress(name, 0.0)
 
     started = time.monotonic()
+    try:
+        installation = ls.check_installation(cfg.latentsync)
+    except ls.LatentSyncUnavailable as exc:
+        stage("fallback")
+        return _fallback(str(exc), cfg, spec, output, notices, timings, started)
     stage("speech")
     speech = _speech(spec, cfg, notices)
-    speech_wav = ctx.workdir / "speech.wav"
-    write_wav(speech_wav, speech, RATE)
     timings["speech_s"] = time.monotonic() - started
 
     mark = time.monotonic()
@@ -112,10 +124,6 @@ def run_job(spec: JobSpec, output: Path, ctx: JobContext) -> JobOutcome:
     notices += prepare_notices
     timings["avatar_s"] = time.monotonic() - mark
     mark = time.monotonic()
-    try:
-        installation = ls.check_installation(cfg.latentsync)
-    except ls.LatentSyncUnavailable as exc:
-        return _fallback(str(exc), cfg, prepared, spec, speech_wav, output, notices, timings, started)
     from avatar.realtime import RealtimeRenderer
 
     if cfg.avatar.fps != ls.TEMPLATE_FPS:
@@ -158,7 +166,8 @@ def run_job(spec: JobSpec, output: Path, ctx: JobContext) -> JobOutcome:
         raise JobCancelled from None
     except ls.LatentSyncFailed as exc:
         timings.setdefault("model_s", time.monotonic() - mark)
-        return _fallback(str(exc), cfg, prepared, spec, speech_wav, output, notices, timings, started)
+        stage("fallback")
+        return _fallback(str(exc), cfg, spec, output, notices, timings, started)
     finally:
         ctx.on_pgid(None)
     timings["total_s"] = time.monotonic() - started
@@ -203,24 +212,34 @@ async def _synthesise(cfg: Config, paragraphs: list[list[str]], notices: list[st
 
 
 def _fallback(
-    reason: str,
-    cfg: Config,
-    prepared: object,
-    spec: JobSpec,
-    speech_wav: Path,
-    output: Path,
-    notices: list[str],
-    timings: dict[str, float],
-    started: float,
+    reason: str, cfg: Config, spec: JobSpec, output: Path, notices: list[str], timings: dict[str, float], started: float
 ) -> JobOutcome:
+    """The CPU renderer's video of the same request, exactly as `render --engine realtime` makes it (with the
+    voice's visemes for text), and the reason in one line."""
     if not cfg.latentsync.fallback:
         raise UserError(reason)
     from agent.renderers import create_renderer
 
-    notices.append(f"{reason}; this video was drawn by the CPU renderer instead (latentsync.fallback)")
     mark = time.monotonic()
+    prepared, more = prepare(cfg, Path(spec.avatar))  # already prepared by now, unless LatentSync is not set up
     cpu = cfg.model_copy(update={"renderer": cfg.renderer.model_copy(update={"engine": "realtime"})})
-    render_audio(create_renderer(cpu, prepared, seed=spec.seed), speech_wav, output)
+    renderer = create_renderer(cpu, prepared, seed=spec.seed)
+    if spec.audio is not None:
+        report = render_audio(renderer, Path(spec.audio), output)
+    else:
+        report = asyncio.run(_render_text(renderer, cfg, spec.paragraphs or [], output))
+    notices += [n for n in [*more, *report.notices] if n not in notices]
+    notices.append(f"{reason}; this video was drawn by the CPU renderer instead (latentsync.fallback)")
     timings["fallback_s"] = time.monotonic() - mark
     timings["total_s"] = time.monotonic() - started
     return JobOutcome(output, "realtime", notices, timings)
+
+
+async def _render_text(renderer: Renderer, cfg: Config, paragraphs: list[list[str]], output: Path) -> RenderReport:
+    from speech.tts_select import create_tts
+
+    tts = create_tts(cfg.tts)
+    try:
+        return await render_speech(renderer, tts, paragraphs, output)
+    finally:
+        await tts.aclose()

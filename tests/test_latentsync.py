@@ -230,12 +230,20 @@ def test_an_incomplete_installation_is_named_in_one_line(tmp_path):
     assert ls.check_installation(LatentSyncConfig(**{**good, "python": "python3"})).python.is_absolute()
 
 
-def test_missing_installation_falls_back_at_once(tmp_path, avatar_cache, astronaut, speech_wav):
+def test_missing_installation_falls_back_at_once_to_what_render_would_make(tmp_path, avatar_cache, astronaut):
+    """Text is spoken once, by the CPU path itself, so its mouth follows the voice's visemes as in `render`."""
     ctx, reports = context(tmp_path)
-    outcome = run_job(spec_for(avatar_cache, astronaut, speech_wav), tmp_path / "r.mp4", ctx)
+    cfg = load_config(overrides={"avatar": {"cache_dir": str(avatar_cache)}, "tts": {"engine": "espeak"}}, environ={})
+    spec = JobSpec.build(cfg, astronaut, paragraphs=[["Hello there."], ["Bye."]], seed=1)
+    outcome = run_job(spec, tmp_path / "r.mp4", ctx)
     assert outcome.engine == "realtime"
-    assert outcome.notices[0].startswith("LatentSync is not set up: set latentsync.checkout")
-    assert "model" not in [s for s, _ in reports]
+    assert outcome.notices == [
+        "LatentSync is not set up: set latentsync.checkout (DH_LATENTSYNC__CHECKOUT); "
+        "this video was drawn by the CPU renderer instead (latentsync.fallback)"
+    ]
+    assert [s for s, _ in reports] == ["fallback"]
+    vdur, adur = probe_durations(tmp_path / "r.mp4")
+    assert abs(vdur - adur) <= 1 / 25 and adur > 1.0
 
 
 def test_progress_is_read_from_latentsyncs_tqdm_bars():
