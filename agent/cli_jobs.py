@@ -76,14 +76,14 @@ def _run_then_set(worker: JobWorker, job: Job, finished: threading.Event) -> Non
 
 
 def cmd_jobs(cfg: Config, args: argparse.Namespace) -> None:
-    from agent.jobs import JobStore, JobWorker
+    from agent.jobs import JobStore, JobWorker, log_path
 
     store = JobStore(cfg.jobs.db)
     action = args.action or "list"
     if action == "list":
         _list(store.list(max(1, args.n) if args.action else 20))
     elif action == "show":
-        _show(store.require(args.id))
+        _show(store.require(args.id), log_path(store, args.id))
     elif action == "cancel":
         _cancel(store, args.id)
     else:
@@ -117,7 +117,7 @@ def _timings(job: Job) -> str:
     return ", ".join(parts) + f"; total {t.get('total_s', 0.0):.1f} s, {overhead:.1f} s of it around the model"
 
 
-def _show(job: Job) -> None:
+def _show(job: Job, log: Path) -> None:
     source = job.spec.audio or " / ".join(" ".join(p) for p in job.spec.paragraphs or [])
     rows = [
         ("id", job.id),
@@ -136,6 +136,8 @@ def _show(job: Job) -> None:
     ]
     if job.error:
         rows.append(("error", job.error))
+    if log.is_file():
+        rows.append(("log", f"{log} (LatentSync's output)"))
     rows += [("notice", n) for n in job.notices]
     for name, value in rows:
         print(f"{name + ':':10} {value}")

@@ -286,6 +286,11 @@ class JobStore:
         )
 
 
+def log_path(store: JobStore, job_id: str) -> Path:
+    """Where LatentSync's whole output for a job is kept once the job has ended (`jobs show` names it)."""
+    return store.path.parent / "logs" / f"{job_id}.log"
+
+
 def _kill_leftover(pgid: int, workdir: str) -> None:
     """Kill the group only if its leader is still LatentSync of this job: after a reboot the pid may be anyone's."""
     try:
@@ -358,6 +363,9 @@ class JobWorker:
             cancel.set()  # ends the watcher
             watcher.join()
             self._cancels.pop(job.id, None)
+            if (workdir / "latentsync.log").is_file():
+                log_path(self.store, job.id).parent.mkdir(exist_ok=True)
+                shutil.move(workdir / "latentsync.log", log_path(self.store, job.id))
             shutil.rmtree(workdir, ignore_errors=True)
         return self.store.require(job.id)
 

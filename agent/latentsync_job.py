@@ -156,7 +156,7 @@ def run_job(spec: JobSpec, output: Path, ctx: JobContext) -> JobOutcome:
                 log_path=ctx.workdir / "latentsync.log",
             )
         if not model_out.is_file():
-            raise ls.LatentSyncFailed("LatentSync exited without writing its video (see latentsync.log)")
+            raise ls.LatentSyncFailed("LatentSync exited without writing its video (its output is in the job's log)")
         timings["model_s"] = time.monotonic() - mark
         mark = time.monotonic()
         stage("mux")

@@ -108,6 +108,9 @@ def test_render_with_latentsync_is_a_job_listed_and_shown(setup, astronaut):
     shown = cli(setup, "jobs", "show", job.id)
     assert "status:    done" in shown.stdout and "engine:    latentsync" in shown.stdout
     assert "says:      Hello there." in shown.stdout and "of it around the model" in shown.stdout
+    log = setup["db"].parent / "logs" / f"{job.id}.log"
+    assert f"log:       {log} (LatentSync's output)" in shown.stdout
+    assert "Output video saved to" in log.read_text()
 
     again = cli(setup, "jobs", "cancel", job.id)
     assert again.returncode == 2 and again.stderr == f"error: job {job.id} has already ended (done)\n"

@@ -95,7 +95,7 @@ def test_a_reply_runs_through_latentsync_in_a_private_view_of_the_checkout(
     ("mode", "expected"),
     [
         ("oom", "LatentSync failed (exit status 1): OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"),
-        ("no_output", "LatentSync exited without writing its video (see latentsync.log)"),
+        ("no_output", "LatentSync exited without writing its video (its output is in the job's log)"),
     ],
 )
 def test_a_failing_run_falls_back_to_the_cpu_renderer_with_one_line(
