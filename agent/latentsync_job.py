@@ -62,6 +62,7 @@ class JobSpec:
     @classmethod
     def build(cls, cfg: Config, avatar: Path, **what: Any) -> JobSpec:
         data = cfg.model_dump(mode="json")
+        data["renderer"]["engine"] = "latentsync"  # a server's live engine (musetalk) is not what prepares this
         return cls(avatar=str(avatar.resolve()), sections={k: data[k] for k in CONFIG_SECTIONS}, **what)
 
     def config(self) -> Config:
