@@ -231,9 +231,17 @@ def test_an_incomplete_installation_is_named_in_one_line(tmp_path):
 
 
 def test_missing_installation_falls_back_at_once_to_what_render_would_make(tmp_path, avatar_cache, astronaut):
-    """Text is spoken once, by the CPU path itself, so its mouth follows the voice's visemes as in `render`."""
+    """Text is spoken once, by the CPU path itself, so its mouth follows the voice's visemes as in `render`. The
+    server's live engine (here MuseTalk, with no weights) plays no part in a recording."""
     ctx, reports = context(tmp_path)
-    cfg = load_config(overrides={"avatar": {"cache_dir": str(avatar_cache)}, "tts": {"engine": "espeak"}}, environ={})
+    cfg = load_config(
+        overrides={
+            "avatar": {"cache_dir": str(avatar_cache)},
+            "tts": {"engine": "espeak"},
+            "renderer": {"engine": "musetalk"},
+        },
+        environ={},
+    )
     spec = JobSpec.build(cfg, astronaut, paragraphs=[["Hello there."], ["Bye."]], seed=1)
     outcome = run_job(spec, tmp_path / "r.mp4", ctx)
     assert outcome.engine == "realtime"
