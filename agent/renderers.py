@@ -46,6 +46,7 @@ def prepare(
         networks,
         cfg.avatar.cache_dir.expanduser(),
         lambda done: step(PREPARE_SHARE + done * (1 - PREPARE_SHARE)),
+        liveliness=cfg.renderer.liveliness,
     )
     return avatar, [*notices, *avatar.notices]
 

@@ -55,9 +55,10 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config(weights: Path | None, cache: Path, **renderer: object) -> Config:
+    """A MuseTalk config; liveliness 0 (one template frame: the photo) unless told, to keep preparation short."""
     return load_config(
         overrides={
-            "renderer": {"engine": "musetalk", **renderer},
+            "renderer": {"engine": "musetalk", "liveliness": 0, **renderer},
             "musetalk": {"weights_dir": str(weights) if weights else None, "batch_size": 4},
             "avatar": {"cache_dir": str(cache)},
         },
@@ -485,6 +486,38 @@ def test_render_command_writes_a_synced_mp4(
     assert f"{round(seconds * FPS)} frames at 25 fps" in captured.out
     video, audio = probe_durations(out)
     assert abs(video - seconds) < 0.05 and abs(audio - seconds) < 0.05
+
+
+# --- a lively photo ---
+
+
+def test_a_photo_gets_the_cpu_engines_idle_motion(weights_dir: Path, cache_dir: Path, astronaut: Path) -> None:
+    """With liveliness, a photo's templates are the CPU engine's idle frames (blinks, head motion), and the head
+    motion carried to the landmarks matches where the face really is in those frames."""
+    from avatar import landmarks as lm
+    from avatar.musetalk.idle import IDLE_FPS, IDLE_SECONDS
+    from avatar.musetalk.prepare import template_points
+    from avatar.video_loop import STABLE_POINTS
+
+    lively, _ = prepare(config(weights_dir, cache_dir, liveliness=1.0), astronaut)
+    assert isinstance(lively, MuseTalkAvatar) and lively.loop is not None and lively.base.loop is None
+    count = round(IDLE_SECONDS * IDLE_FPS)
+    assert len(lively.boxes) == len(lively.inputs) == len(lively.masks) == len(lively.loop) == count
+    points = template_points(lively.base, lively.loop)
+    moves = [float(np.abs(p - points[0]).max()) for p in points]
+    k = int(np.argmax(moves))
+    assert moves[k] > 1.0  # the head does move
+    found = lm.detect_faces(lively.loop.frame(k))[0].xy
+    error = np.linalg.norm(found[STABLE_POINTS] - points[k][STABLE_POINTS], axis=1)
+    still = np.linalg.norm(found[STABLE_POINTS] - points[0][STABLE_POINTS], axis=1)
+    print(f"head moved {np.median(still):.2f} px; carried landmarks off by {np.median(error):.2f} px")
+    assert np.median(error) < 0.6 * np.median(still)  # the carried landmarks follow the head
+    r = renderer(lively)
+    first = r.render_next()
+    assert np.array_equal(first.image, lively.loop.frame(0)) and not first.speaking
+    again, _ = prepare(config(weights_dir, cache_dir, liveliness=1.0), astronaut)
+    assert isinstance(again, MuseTalkAvatar) and again.from_cache and again.loop is not None
+    np.testing.assert_array_equal(again.loop.jpegs, lively.loop.jpegs)
 
 
 # --- a video avatar ------------------------------------------------------------------------------------------

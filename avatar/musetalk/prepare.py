@@ -1,9 +1,10 @@
 """MuseTalk's per-avatar preparation, done once and cached on disk: face boxes, UNet inputs and blend masks.
 
 It builds on the CPU renderer's prepared avatar (the upright, fitted photo or the video's idle loop and our
-own landmarks), so both engines see the same face. Per template frame (one for a photo, every loop frame for
-a video) it stores the face box, the UNet's 8x32x32 image input ([lower-half-masked latent, reference latent])
-and a feathered lower-face mask; at run time only Whisper, the UNet, the VAE decoder and the paste-back run.
+own landmarks), so both engines see the same face. Per template frame (every frame of a video's idle loop, or
+of a photo's few seconds of the CPU engine's idle motion; the photo itself when liveliness is 0) it stores the
+face box, the UNet's 8x32x32 image input ([lower-half-masked latent, reference latent]) and a feathered
+lower-face mask; at run time only Whisper, the UNet, the VAE decoder and the paste-back run.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ import cv2
 import numpy as np
 
 from avatar import landmarks as lm
+from avatar.musetalk.idle import IDLE_SECONDS, photo_idle_loop
 from avatar.musetalk.networks import CROP, MuseTalkNetworks
 from avatar.prepare import RENDERER_VERSION, PreparedAvatar
+from avatar.video_loop import VideoLoop
 
-PREPARE_VERSION = "musetalk-1"
+PREPARE_VERSION = "musetalk-2"
 CHIN_MARGIN_PX = 10
 """Room below the lowest landmark (MuseTalk 1.5's extra margin), so an opening jaw stays inside the crop."""
 NOSE_BRIDGE = 195
 """The landmark the box is symmetric about (the lower nose bridge, the 68-point scheme's point 29)."""
 ENCODE_BATCH = 8
+LOOP_ARRAYS = ("jpegs", "offsets", "transforms", "gains")
 
 
 @dataclass
@@ -42,6 +46,8 @@ class MuseTalkAvatar:
     """(templates, 8, 32, 32) float32: the lower-half-masked latent, then the reference latent."""
     masks: np.ndarray
     """(templates, 256, 256) uint8: how much of the generated face replaces the frame, over the crop."""
+    loop: VideoLoop | None
+    """The template frames: a video's idle loop, a photo's synthetic one, or None (the photo, frozen)."""
     cache_path: Path | None = None
     from_cache: bool = False
     seconds: float = 0.0
@@ -52,12 +58,11 @@ class MuseTalkAvatar:
         return self.base.size
 
     def template_at(self, seconds: float) -> int:
-        loop = self.base.loop
-        return loop.index_at(seconds) if loop is not None else 0
+        return self.loop.index_at(seconds) if self.loop is not None else 0
 
     def template_image(self, index: int) -> np.ndarray:
         """A fresh copy of template frame `index` (the caller draws on it)."""
-        return avatar_frame(self.base, index).copy()
+        return self.loop.frame(index) if self.loop is not None else self.base.image.copy()
 
     def summary(self) -> str:
         how = "loaded from cache" if self.from_cache else "prepared"
@@ -67,14 +72,14 @@ class MuseTalkAvatar:
         )
 
 
-def template_points(avatar: PreparedAvatar) -> list[np.ndarray]:
+def template_points(avatar: PreparedAvatar, loop: VideoLoop | None) -> list[np.ndarray]:
     """Landmarks (478, 2) of every template frame: the photo's, or the reference face carried by each loop frame's
     similarity transform (the clip's landmarks are not re-detected: that is what the loop's transforms are for)."""
     xy = avatar.points[:, :2].astype(np.float64)
-    if avatar.loop is None:
+    if loop is None:
         return [xy]
     ones = np.ones((len(xy), 1))
-    return [np.hstack([xy, ones]) @ m.astype(np.float64).T for m in avatar.loop.transforms]
+    return [np.hstack([xy, ones]) @ m.astype(np.float64).T for m in loop.transforms]
 
 
 def face_box(xy: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
@@ -117,28 +122,34 @@ def prepare_musetalk(
     networks: MuseTalkNetworks,
     cache_dir: Path,
     progress: Callable[[float], None] | None = None,
+    liveliness: float = 1.0,
 ) -> MuseTalkAvatar:
-    """MuseTalk's preparation of `avatar`, from the cache when the avatar and the VAE weights are unchanged."""
+    """MuseTalk's preparation of `avatar`, from the cache when the avatar, the liveliness and the VAE weights are
+    unchanged."""
     start = time.perf_counter()
     step = progress or (lambda done: None)
+    lively = liveliness if avatar.loop is None else None
     key = hashlib.sha256(
-        f"{avatar.digest}|{RENDERER_VERSION}|{PREPARE_VERSION}|{avatar.size}|{networks.weights.identity('vae')}|".encode()
+        f"{avatar.digest}|{RENDERER_VERSION}|{PREPARE_VERSION}|{avatar.size}|{lively}|{IDLE_SECONDS}|"
+        f"{networks.weights.identity('vae')}|".encode()
         + np.ascontiguousarray(avatar.points).tobytes()
     ).hexdigest()[:20]
     path = Path(cache_dir).expanduser() / f"{Path(avatar.source_name).stem[:40]}-musetalk-{key}.npz"
     cached = _load(path)
     if cached is not None:
         step(1.0)
-        boxes, inputs, masks = cached
-        return MuseTalkAvatar(avatar, networks, boxes, inputs, masks, path, True, time.perf_counter() - start)
-    points = template_points(avatar)
+        boxes, inputs, masks, loop = cached
+        loop = avatar.loop or loop
+        return MuseTalkAvatar(avatar, networks, boxes, inputs, masks, loop, path, True, time.perf_counter() - start)
+    loop = avatar.loop or photo_idle_loop(avatar, liveliness)
+    points = template_points(avatar, loop)
     width, height = avatar.size
     boxes = np.array([face_box(xy, width, height) for xy in points], np.int32)
     inputs = np.empty((len(points), 8, CROP // 8, CROP // 8), np.float32)
     masks = np.empty((len(points), CROP, CROP), np.uint8)
     for first in range(0, len(points), ENCODE_BATCH):
         chunk = range(first, min(first + ENCODE_BATCH, len(points)))
-        crops = np.stack([crop(avatar_frame(avatar, i), tuple(boxes[i])) for i in chunk])
+        crops = np.stack([crop(loop.frame(i) if loop else avatar.image, tuple(boxes[i])) for i in chunk])
         inputs[chunk.start : chunk.stop, :4] = networks.encode(crops, half_mask=True)
         inputs[chunk.start : chunk.stop, 4:] = networks.encode(crops)
         for i in chunk:
@@ -146,39 +157,43 @@ def prepare_musetalk(
         step(chunk.stop / len(points))
     notices: list[str] = []
     try:
-        _save(path, boxes, inputs, masks)
+        _save(path, boxes, inputs, masks, loop if avatar.loop is None else None)
     except OSError as error:
         notices.append(
             f"could not write the MuseTalk cache in {cache_dir} ({error.strerror}); preparing again next time"
         )
         path = None  # type: ignore[assignment]
-    return MuseTalkAvatar(avatar, networks, boxes, inputs, masks, path, False, time.perf_counter() - start, notices)
+    seconds = time.perf_counter() - start
+    return MuseTalkAvatar(avatar, networks, boxes, inputs, masks, loop, path, False, seconds, notices)
 
 
-def avatar_frame(avatar: PreparedAvatar, index: int) -> np.ndarray:
-    return avatar.loop.frame(index) if avatar.loop is not None else avatar.image
-
-
-def _save(path: Path, boxes: np.ndarray, inputs: np.ndarray, masks: np.ndarray) -> None:
+def _save(path: Path, boxes: np.ndarray, inputs: np.ndarray, masks: np.ndarray, loop: VideoLoop | None) -> None:
+    """Atomically; a photo's synthetic idle loop goes with it (a video's own loop is in the CPU cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"version": PREPARE_VERSION, "loop_fps": loop.fps if loop is not None else None}
+    arrays = {"boxes": boxes, "inputs": inputs, "masks": masks}
+    if loop is not None:
+        arrays.update({f"loop_{name}": getattr(loop, name) for name in LOOP_ARRAYS})
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f, meta=np.array(json.dumps({"version": PREPARE_VERSION})), boxes=boxes, inputs=inputs, masks=masks
-            )
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """The cached arrays, or None when the file is missing, unreadable or from another version."""
+def _load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, VideoLoop | None] | None:
+    """The cached arrays and synthetic loop, or None when the file is missing, unreadable or from another version."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            if json.loads(str(data["meta"]))["version"] != PREPARE_VERSION:
+            meta = json.loads(str(data["meta"]))
+            if meta["version"] != PREPARE_VERSION:
                 return None
-            return data["boxes"], data["inputs"], data["masks"]
+            loop = None
+            if meta["loop_fps"] is not None:
+                loop = VideoLoop(**{name: data[f"loop_{name}"] for name in LOOP_ARRAYS}, fps=float(meta["loop_fps"]))
+            return data["boxes"], data["inputs"], data["masks"], loop
     except Exception:  # any damage to the cache file means: prepare again
         return None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core.errors import UserError
 
-WHERE = "get it from https://huggingface.co/TMElyralab/MuseTalk (see the README, 'MuseTalk weights')"
+WHERE = "the README's 'MuseTalk weights' section says where to get them (https://huggingface.co/TMElyralab/MuseTalk)"
 SOURCES = {
     "musetalkV15": "https://huggingface.co/TMElyralab/MuseTalk (musetalkV15/)",
     "sd-vae": "https://huggingface.co/stabilityai/sd-vae-ft-mse",
@@ -48,7 +48,7 @@ class WeightFiles:
 
 
 def _missing(path: Path, folder: str) -> UserError:
-    return UserError(f"MuseTalk weights: {path} is missing; {SOURCES[folder]} ({WHERE})")
+    return UserError(f"MuseTalk weights: {path} is missing; it comes from {SOURCES[folder]}, see the README")
 
 
 def _first(folder: Path, names: tuple[str, ...], key: str) -> Path:
