@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,14 +33,17 @@ class Recordings:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg.jobs
         self._queue: tuple[JobStore, JobWorker] | None = None
+        self._opening = threading.Lock()
+        """Two sessions' first requests arrive in two worker threads: one queue, one worker."""
 
     def _open(self) -> tuple[JobStore, JobWorker]:
-        if self._queue is None:
-            store = JobStore(self.cfg.db)
-            worker = JobWorker(store, self.cfg)
-            worker.start()  # resumes jobs a previous run left (see `JobStore.recover`)
-            self._queue = (store, worker)
-        return self._queue
+        with self._opening:
+            if self._queue is None:
+                store = JobStore(self.cfg.db)
+                worker = JobWorker(store, self.cfg)
+                worker.start()  # resumes jobs a previous run left (see `JobStore.recover`)
+                self._queue = (store, worker)
+            return self._queue
 
     def start(self) -> None:
         if self.cfg.db.expanduser().exists():
