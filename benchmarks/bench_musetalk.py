@@ -117,7 +117,7 @@ def bench(name: str, weights: Path, cache: Path, repeats: int, frames: int) -> d
     row["params"] = sum(p.numel() for m in (nets.unet, nets.vae, nets.whisper) for p in m.parameters()) / 1e6
     cfg = load_config(
         overrides={
-            "renderer": {"engine": "musetalk"},
+            "renderer": {"engine": "musetalk", "liveliness": 0},  # one template: the stages cost the same per frame
             "musetalk": {"weights_dir": str(weights), "device": "cpu", "batch_size": 4},
             "avatar": {"cache_dir": str(cache)},
         },
