@@ -198,6 +198,18 @@ def test_damaged_weights_are_one_line(weights_dir: Path, tmp_path: Path, case: s
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_cuda_without_a_gpu_is_one_line() -> None:
+    import torch
+
+    from avatar.musetalk.networks import pick_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserError, match="sees no CUDA GPU"):
+        pick_device("cuda")
+    assert pick_device("auto") == "cpu"
+
+
 def test_without_torch_the_engine_asks_for_make_neural(monkeypatch: pytest.MonkeyPatch) -> None:
     """The default install has no torch; simulated here by hiding it from the import system's lookup."""
     real = mw.importlib.util.find_spec
