@@ -24,23 +24,25 @@ def prepare(
     from avatar.prepare import prepare_avatar
 
     step = progress or (lambda done: None)
-    musetalk = cfg.renderer.engine == "musetalk"
+    networks = None
+    if cfg.renderer.engine == "musetalk":
+        from avatar.musetalk.networks import load_networks
+        from avatar.musetalk.weights import locate
+
+        check_engine(cfg)
+        # Loaded first: weights that do not match their configs are reported before the avatar's preparation.
+        networks = load_networks(locate(cfg.musetalk.weights_dir), cfg.musetalk.device, cfg.musetalk.fp16)
     prepared, notices = prepare_avatar(
         resolve_path(source or cfg.avatar.source),
         cfg.avatar.cache_dir.expanduser(),
         face_index=cfg.avatar.face_index,
         output_size=cfg.avatar.output_size,
-        progress=(lambda done: step(done * PREPARE_SHARE)) if musetalk else progress,
+        progress=(lambda done: step(done * PREPARE_SHARE)) if networks is not None else progress,
     )
-    if not musetalk:
+    if networks is None:
         return prepared, notices
-    from avatar.musetalk.networks import load_networks
     from avatar.musetalk.prepare import prepare_musetalk
-    from avatar.musetalk.weights import locate, require_torch
 
-    require_torch()
-    mt = cfg.musetalk
-    networks = load_networks(locate(mt.weights_dir), mt.device, mt.fp16)
     avatar = prepare_musetalk(
         prepared,
         networks,

@@ -198,6 +198,16 @@ def test_damaged_weights_are_one_line(weights_dir: Path, tmp_path: Path, case: s
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_weights_are_checked_before_the_avatar(weights_dir: Path, tmp_path: Path) -> None:
+    """Broken weights are reported first, not after the avatar's preparation (here: a photo without a face)."""
+    import shutil
+
+    copy = Path(shutil.copytree(weights_dir, tmp_path / "w"))
+    (copy / "musetalkV15/unet.pth").write_bytes(b"\0" * 64)
+    with pytest.raises(UserError, match=r"unet\.pth cannot be read"):
+        prepare(config(copy, tmp_path / "cache"), CAT)
+
+
 def test_cuda_without_a_gpu_is_one_line() -> None:
     import torch
 
