@@ -55,11 +55,12 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config(weights: Path | None, cache: Path, **renderer: object) -> Config:
-    """A MuseTalk config; liveliness 0 (one template frame: the photo) unless told, to keep preparation short."""
+    """A MuseTalk config on the CPU (these tests compare frames exactly); liveliness 0 (one template frame: the
+    photo) unless told, to keep preparation short."""
     return load_config(
         overrides={
             "renderer": {"engine": "musetalk", "liveliness": 0, **renderer},
-            "musetalk": {"weights_dir": str(weights) if weights else None, "batch_size": 4},
+            "musetalk": {"weights_dir": str(weights) if weights else None, "batch_size": 4, "device": "cpu"},
             "avatar": {"cache_dir": str(cache)},
         },
         environ={},
@@ -68,7 +69,7 @@ def config(weights: Path | None, cache: Path, **renderer: object) -> Config:
 
 @pytest.fixture(scope="module")
 def networks(weights_dir: Path) -> MuseTalkNetworks:
-    return load_networks(mw.locate(weights_dir), "auto", fp16=True)
+    return load_networks(mw.locate(weights_dir), "cpu", fp16=True)
 
 
 @pytest.fixture(scope="module")
@@ -498,6 +499,7 @@ def test_render_command_writes_a_synced_mp4(
     from streaming.recording import probe_durations
 
     monkeypatch.setenv("DH_MUSETALK__WEIGHTS_DIR", str(weights_dir))
+    monkeypatch.setenv("DH_MUSETALK__DEVICE", "cpu")
     monkeypatch.setenv("DH_AVATAR__CACHE_DIR", str(cache_dir))
     wav, out = tmp_path / "speech.wav", tmp_path / "out.mp4"
     write_wav(wav, speech[:SR], SR)
