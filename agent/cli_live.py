@@ -40,6 +40,9 @@ def _server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--avatar", type=Path, help="portrait photo or short video (default: the configured avatar)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate for https/wss")
     p.add_argument("--tls-key", type=Path, help="PEM private key for https/wss")
+    p.add_argument(
+        "--engine", choices=["realtime", "musetalk"], help="live renderer: realtime (CPU, default) or musetalk (GPU)"
+    )
 
 
 def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
@@ -53,6 +56,11 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
         cfg.server.tls_key = args.tls_key
     if getattr(args, "persona", None):
         cfg.agent.persona = args.persona
+    if args.engine is not None:
+        cfg.renderer.engine = args.engine
+    from agent.renderers import check_engine
+
+    check_engine(cfg)  # missing GPU weights or torch are reported before any model loads
 
 
 def server_options(cfg: Config) -> tuple[ServerOptions, list[str]]:
