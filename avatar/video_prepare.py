@@ -29,10 +29,10 @@ NATURAL_LOOP_SECONDS = 5.0
 """Below this a video's back-and-forth idle loop is noticeable (the user is told)."""
 TURN_SEARCH_SECONDS = 1.0
 """The loop's two ends are picked within this far of the clip's ends, where the head moves slowest."""
-ANCHORS = np.array([33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 2, 98, 327, 50, 280, 205, 425, 187, 411,
-                    123, 352, 234, 454, 93, 323])  # fmt: skip
-"""Landmarks that move with the head but not with the mouth or the lids (eyes' corners, nose, cheeks)."""
-MAX_FIT_ERROR = 0.05
+ANCHORS = np.array([33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 2, 98, 327, 129, 358, 234, 454, 93, 323])
+"""Landmarks that move with the head but not with the mouth, the lids or a smile (eyes' corners, the nose, the
+sides of the face): a smile lifts the cheeks, which must not tilt the placed mouth."""
+MAX_FIT_ERROR = 0.1
 """Anchor misfit (eye distances, RMS) beyond which a frame's face is too unlike the reference to lay a mouth on
 (a turn the affine map cannot follow, or a bad mesh fit): the nearest good frame is shown instead."""
 MAX_YAW_DEGREES = 30.0

@@ -62,14 +62,15 @@ def keyed(frames: list[np.ndarray], colour: str) -> list[np.ndarray]:
     return out
 
 
-def moved(frames: list[np.ndarray], fps: float, upscale: float = 2.0) -> list[np.ndarray]:
-    """Frames scaled up and moved along a smooth path: ±40 px, ±7°, 0.8-1.2× scale, and one fast sweep."""
+def moved(frames: list[np.ndarray], fps: float, upscale: float = 2.0, sweep_at: float = 4.0) -> list[np.ndarray]:
+    """Frames scaled up and moved along a smooth path: ±40 px, ±7°, 0.8-1.2× scale, and one fast sweep (60 px
+    out and back within 0.8 s from `sweep_at` seconds)."""
     h, w = frames[0].shape[:2]
     size = (round(w * upscale), round(h * upscale))
     out = []
     for i, frame in enumerate(frames):
         t = i / fps
-        sweep = 60 * np.tanh((t - 4.0) / 0.15) - 60 * np.tanh((t - 4.8) / 0.15)  # out and back in under a second
+        sweep = 60 * np.tanh((t - sweep_at) / 0.15) - 60 * np.tanh((t - sweep_at - 0.8) / 0.15)
         dx = 40 * np.sin(2 * np.pi * t / 3.1) + 0.5 * sweep
         dy = 20 * np.sin(2 * np.pi * t / 2.3 + 1.0)
         angle = 7 * np.sin(2 * np.pi * t / 3.7 + 0.5)
@@ -80,7 +81,7 @@ def moved(frames: list[np.ndarray], fps: float, upscale: float = 2.0) -> list[np
     return out
 
 
-def hard_clip(folder: Path, colour: str, seconds: float | None = None) -> Path:
+def hard_clip(folder: Path, colour: str, seconds: float | None = None, sweep_at: float = 4.0) -> Path:
     """The calm clip on a `colour` backdrop with strong extra motion, written as H.264 in `folder`."""
     frames, fps = read_frames(CALM, seconds)
-    return write_frames(folder / f"hard_{colour}.mp4", moved(keyed(frames, colour), fps), fps)
+    return write_frames(folder / f"hard_{colour}.mp4", moved(keyed(frames, colour), fps, sweep_at=sweep_at), fps)
