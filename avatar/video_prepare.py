@@ -66,12 +66,12 @@ def prepare_video(
         raise UserError(f"no face found in {name}: use a clip where one face looks at the camera")
     if seconds < MIN_LOOP_SECONDS:
         avatar = prepare.build_avatar([best.frame], name, source.digest, face_index, size, progress=step)
-        avatar.notices = [
+        notices.insert(
+            0,
             f"video avatar {name} is only {seconds:.1f} s long: its best frame is animated like a photo "
             f"(a {NATURAL_LOOP_SECONDS:.0f}-10 s clip gives a natural idle loop)",
-            *notices,
-            *clip.notices,
-        ]
+        )
+        avatar.notices = [*notices, *(n for n in avatar.notices if n not in notices), *clip.notices]
         return avatar
     if seconds < NATURAL_LOOP_SECONDS:
         notices.append(
