@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -127,3 +128,14 @@ def test_loop_turns_around_where_the_head_is_slowest() -> None:
     points[:, :, 0] = positions[:, None]
     first, last = _loop_ends(points, 25.0)
     assert 19 <= first <= 25 and last >= len(positions) - 8
+
+
+def test_large_frames_are_tracked_scaled_down_in_their_own_pixels() -> None:
+    """The mesh sees a frame at most `work_height` high; the landmarks come back in the full frame's pixels."""
+    frames, _ = video_clips.read_frames(video_clips.CALM, 0.4)
+    large = [cv2.resize(f, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC) for f in frames]
+    small = lm.VideoLandmarkTracker(work_height=240).track_points(large)
+    full = lm.VideoLandmarkTracker(work_height=720).track_points(large)
+    width = np.ptp(full[0, :, 0])
+    assert width > 180
+    assert np.abs(small[:, lm.NOSE_TIP, :2] - full[:, lm.NOSE_TIP, :2]).max() < 0.03 * width
