@@ -36,6 +36,9 @@ MAX_FIT_ERROR = 0.1
 """Anchor misfit (eye distances, RMS) beyond which a frame's face is too unlike the reference to lay a mouth on
 (a turn the affine map cannot follow, or a bad mesh fit): the nearest good frame is shown instead."""
 MAX_YAW_DEGREES = 30.0
+LARGE_LOOP_BYTES = 300_000_000
+"""A loop whose compressed frames take more than this (a long clip at full HD) is worth a notice: it is held in
+memory and in the cache, and each frame costs more to decode."""
 SHADING_SMOOTH_FRAMES = 5
 """Colour gains are averaged over this many neighbouring frames: exposure drifts slowly, the mesh jitters."""
 
@@ -88,6 +91,12 @@ def prepare_video(
     )
     avatar.is_video = True
     avatar.loop = loop
+    if loop.jpegs.nbytes > LARGE_LOOP_BYTES:
+        w, h = avatar.size
+        notices.append(
+            f"video avatar {name}: its {len(loop)} frames at {w}×{h} take {loop.jpegs.nbytes / 1e6:.0f} MB in memory "
+            "and in the cache; a smaller --size (e.g. 720x720) or a shorter clip takes less and renders faster"
+        )
     avatar.notices = [*notices, *(n for n in avatar.notices if n not in notices), *clip.notices]
     step(1.0)
     return avatar

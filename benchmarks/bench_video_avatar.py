@@ -111,9 +111,10 @@ def colour_rows(avatar: PreparedAvatar, frames: list[Frame]) -> tuple[float, flo
         out.append(np.linalg.norm(cheeks_o - chin_o))
         src.append(np.linalg.norm(cheeks_s - chin_s))
         chin.append(np.linalg.norm(chin_o - chin_s))
-        corners_o, corners_s = faces_out[0].xy[lm.MOUTH_CORNERS], faces_src[0].xy[lm.MOUTH_CORNERS]
-        iod = np.linalg.norm(faces_src[0].xy[lm.LEFT_EYE].mean(axis=0) - faces_src[0].xy[lm.RIGHT_EYE].mean(axis=0))
-        offset.append(np.linalg.norm(corners_o - corners_s, axis=1).mean() / iod)
+        if frame.mouth_open == 0.0:  # both mouths closed: where the corners are shows placement, not mouth shape
+            corners_o, corners_s = faces_out[0].xy[lm.MOUTH_CORNERS], faces_src[0].xy[lm.MOUTH_CORNERS]
+            eyes = faces_src[0].xy[lm.LEFT_EYE].mean(axis=0) - faces_src[0].xy[lm.RIGHT_EYE].mean(axis=0)
+            offset.append(np.linalg.norm(corners_o - corners_s, axis=1).mean() / np.linalg.norm(eyes))
     return (
         float(np.median(out)),
         float(np.median(src)),
@@ -183,7 +184,7 @@ def main() -> None:
                 seam_rows(avatar),
                 render_fps(avatar, pcm),
             )
-            print(row, flush=True)
+            print(row.label, row.sync.lag, row.sync.r_zero, row.sync.closed, row.colour, row.seam, row.fps, flush=True)
             rows.append(row)
             zoomed_sheet(frames, RESULTS / f"video_avatar_{path.stem}.png")
     write_report(rows, len(pcm) / CANONICAL_SAMPLE_RATE)
@@ -198,7 +199,9 @@ def write_report(rows: list[Row], speech_seconds: float) -> None:
         f" frame (closed = measured opening ≤ {CLOSED} in silence). Colour: CIELAB ΔE between the mean of both cheeks"
         f" and the mid-chin, on every {COLOUR_EVERY}th output frame and on the clip's own frame shown there (median),"
         " and ΔE of the chin between the two. Placement: mean distance of the drawn mouth corners from the clip's own"
-        " (landmarks found on the output and on the source frame), in eye distances, median / 95th percentile."
+        " on the measured frames where the avatar's mouth is closed (landmarks found on the output and on the source"
+        " frame; a source that smiles or talks there moves its corners too), in eye distances, median / 95th"
+        " percentile."
         " Seam: mean absolute change between consecutive idle output frames at the ping-pong turn-arounds vs the"
         f" median over the loop (0-255 scale). Speed: one thread, median of {REPEATS} runs of {SPEED_FRAMES} speaking"
         " frames, per wall-clock second and per second of the rendering thread's CPU time. The hard clips are the"
