@@ -58,7 +58,7 @@ def prepare_video(
     best = _BestFrame()
 
     def observe(index: int, frame: np.ndarray, points: np.ndarray | None) -> None:
-        best.offer(index, frame, points)
+        best.offer(frame, points)
         if index % 10 == 0:
             step(0.35 * min(1.0, index / clip.expected_frames))
 
@@ -122,17 +122,16 @@ class _BestFrame:
 
     def __init__(self) -> None:
         self.frame: np.ndarray | None = None
-        self.index = -1
         self.score = np.inf
 
-    def offer(self, index: int, frame: np.ndarray, points: np.ndarray | None) -> None:
+    def offer(self, frame: np.ndarray, points: np.ndarray | None) -> None:
         if points is None:
             return
         face = lm.FaceLandmarks(points)
         yaw, pitch, _ = face.pose()
         score = abs(yaw) / 10 + abs(pitch) / 15 + lm.mouth_opening(face) * 10
         if score < self.score and lm.cut_off_edge(face, frame.shape[1], frame.shape[0]) is None:
-            self.frame, self.index, self.score = frame.copy(), index, score
+            self.frame, self.score = frame.copy(), score
 
 
 def _loop_ends(points: np.ndarray, fps: float) -> tuple[int, int]:
