@@ -3,8 +3,8 @@
 `tests/data/video/calm.mp4` is a man at a webcam, filmed by the Idiap Research Institute (bob.io.video,
 BSD-3; see tests/data/video/README.md). The hard clip keeps his own face, head motion and talking mouth, and
 adds what livestream footage brings: a blue or green backdrop (keyed with mediapipe's selfie segmentation,
-with the uneven light of a real cloth), and strong extra motion (a smooth affine path of shifts, turns and
-scale changes, with one fast sweep), at twice the resolution.
+with the uneven light of a real cloth), and strong extra motion (a smooth affine path of shifts, tilts, scale
+changes and a sideways squeeze like a head turn's, with one fast sweep), at twice the resolution.
 """
 
 from __future__ import annotations
@@ -63,20 +63,24 @@ def keyed(frames: list[np.ndarray], colour: str) -> list[np.ndarray]:
 
 
 def moved(frames: list[np.ndarray], fps: float, upscale: float = 2.0, sweep_at: float = 4.0) -> list[np.ndarray]:
-    """Frames scaled up and moved along a smooth path: ±40 px, ±7°, 0.8-1.2× scale, and one fast sweep (60 px
-    out and back within 0.8 s from `sweep_at` seconds)."""
+    """Frames scaled up and moved along a smooth affine path: ±40 px, ±7°, 0.8-1.2× scale, a ±12% squeeze across
+    (the foreshortening a head turn of ~30° gives the face), and one fast sweep (60 px out and back within 0.8 s
+    from `sweep_at` seconds)."""
     h, w = frames[0].shape[:2]
     size = (round(w * upscale), round(h * upscale))
+    centre = np.array([w / 2, h * 0.4])
     out = []
     for i, frame in enumerate(frames):
         t = i / fps
         sweep = 60 * np.tanh((t - sweep_at) / 0.15) - 60 * np.tanh((t - sweep_at - 0.8) / 0.15)
-        dx = 40 * np.sin(2 * np.pi * t / 3.1) + 0.5 * sweep
-        dy = 20 * np.sin(2 * np.pi * t / 2.3 + 1.0)
-        angle = 7 * np.sin(2 * np.pi * t / 3.7 + 0.5)
+        shift = (40 * np.sin(2 * np.pi * t / 3.1) + 0.5 * sweep, 20 * np.sin(2 * np.pi * t / 2.3 + 1.0))
+        angle = np.radians(7 * np.sin(2 * np.pi * t / 3.7 + 0.5))
         scale = upscale * (1.0 + 0.2 * np.sin(2 * np.pi * t / 5.3))
-        matrix = cv2.getRotationMatrix2D((w / 2, h * 0.4), angle, scale)
-        matrix[:, 2] += (size[0] / 2 - w / 2 + dx, size[1] * 0.4 - h * 0.4 + dy)  # the centre lands mid-picture
+        squeeze = 1.0 + 0.12 * np.sin(2 * np.pi * t / 2.9 + 2.0)
+        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        linear = turn @ np.diag([scale * squeeze, scale])
+        target = np.array([size[0] / 2, size[1] * 0.4]) + shift  # the centre lands mid-picture, then moves
+        matrix = np.hstack([linear, (target - linear @ centre)[:, None]])
         out.append(cv2.warpAffine(frame, matrix, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
     return out
 
