@@ -460,7 +460,7 @@ def _save(path: Path, avatar: PreparedAvatar) -> None:
         "prepare_seconds": avatar.prepare_seconds,
         "notices": avatar.notices,
         "loop_fps": avatar.loop.fps if avatar.loop is not None else None,
-        "loop_feather": avatar.loop.feather if avatar.loop is not None else None,
+        "loop_feather": avatar.loop.placement.feather if avatar.loop and avatar.loop.placement else None,
     }
     arrays = {name: getattr(avatar, name) for name in _ARRAYS}
     if avatar.loop is not None:
@@ -483,11 +483,9 @@ def _load(path: Path, digest: str) -> PreparedAvatar | None:
             arrays = {name: data[name] for name in _ARRAYS}
             loop = None
             if meta["loop_fps"] is not None:
-                loop = VideoLoop.from_arrays(
-                    {name: data[f"loop_{name}"] for name in VideoLoop.array_names()},
-                    float(meta["loop_fps"]),
-                    float(meta["loop_feather"]),
-                )
+                feather = meta["loop_feather"]
+                names = VideoLoop.array_names(with_placement=feather is not None)
+                loop = VideoLoop.from_arrays({name: data[f"loop_{name}"] for name in names}, meta["loop_fps"], feather)
         if meta["version"] != RENDERER_VERSION or meta["digest"] != digest:
             return None
         return PreparedAvatar(

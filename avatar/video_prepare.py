@@ -19,7 +19,7 @@ from avatar import prepare
 from avatar.face_rig import face_frame
 from avatar.orientation import turn
 from avatar.source import AvatarSource, VideoClip
-from avatar.video_loop import VideoLoop
+from avatar.video_loop import MouthPlacement, VideoLoop
 from avatar.video_skin import ShadingFit, lower_face, skin_coloured, skin_mask
 from core.errors import UserError
 
@@ -224,19 +224,18 @@ def _build_loop(
     count = len(encoded)
     offsets = np.zeros(count + 1, np.int64)
     offsets[1:] = np.cumsum([len(e) for e in encoded])
-    return VideoLoop(
-        jpegs=np.concatenate(encoded),
-        offsets=offsets,
+    shading = _smoothed(shading[:count], good[:count])
+    placement = MouthPlacement(
         shown=_nearest_good(good[:count]),
-        transforms=transforms[:count],
-        shading=_smoothed(shading[:count], good[:count]),
+        shading=shading,
         outlines=outlines[:count],
         drops=drops[:count],
         rect=np.array(avatar.mouth_rect, np.int64),
         mask=avatar.mouth_mask,
-        fps=float(fps),
         feather=feather,
     )
+    gains = np.ascontiguousarray(shading[:, :, 0])
+    return VideoLoop(np.concatenate(encoded), offsets, transforms[:count], gains, float(fps), placement)
 
 
 def _affine(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:

@@ -193,7 +193,7 @@ def main() -> None:
             row = Row(
                 label,
                 len(loop),
-                int((loop.shown != np.arange(len(loop))).sum()),
+                int((loop.placement.shown != np.arange(len(loop))).sum()) if loop.placement else 0,
                 cold,
                 cached,
                 q.measure_lip_sync(frames, FPS, CANONICAL_SAMPLE_RATE, CLOSED),

@@ -116,7 +116,9 @@ def test_a_lost_face_shows_the_nearest_good_frame(tmp_path: Path) -> None:
     avatar, _ = prepare_avatar(clip, tmp_path / "cache")
     loop = avatar.loop
     assert loop is not None
-    assert [int(loop.shown[i]) for i in range(22, 29)] == [22, 23, 23, 23, 27, 27, 28]
+    assert loop.placement is not None
+    assert [int(loop.placement.shown[i]) for i in range(22, 29)] == [22, 23, 23, 23, 27, 27, 28]
+    assert [loop.index_at(i / FPS) for i in range(22, 29)] == [22, 23, 23, 23, 27, 27, 28]
     renderer = RealtimeRenderer(avatar, seed=0)
     idle = [renderer.render_next().image for _ in range(29)]
     assert lm.detect_faces(idle[25]), "a face is shown where the clip had none"
