@@ -16,6 +16,10 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+STABLE_POINTS = np.array([33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 2, 98, 327, 129, 358, 234, 454, 93, 323])
+"""Landmarks that move with the head but not with the mouth, the lids, the brows or a smile (eyes' corners, the
+nose, the sides of the face): they carry the head's motion (a smile lifts the cheeks, which must not tilt the
+placed mouth)."""
 _LOOP_ARRAYS = ("jpegs", "offsets", "transforms", "gains")
 _PLACEMENT_ARRAYS = ("shown", "shading", "outlines", "drops", "rect", "mask")
 

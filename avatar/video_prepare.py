@@ -19,7 +19,7 @@ from avatar import prepare
 from avatar.face_rig import face_frame
 from avatar.orientation import turn
 from avatar.source import AvatarSource, VideoClip
-from avatar.video_loop import MouthPlacement, VideoLoop
+from avatar.video_loop import STABLE_POINTS, MouthPlacement, VideoLoop
 from avatar.video_skin import ShadingFit, lower_face, skin_coloured, skin_mask
 from core.errors import UserError
 
@@ -29,9 +29,6 @@ NATURAL_LOOP_SECONDS = 5.0
 """Below this a video's back-and-forth idle loop is noticeable (the user is told)."""
 TURN_SEARCH_SECONDS = 1.0
 """The loop's two ends are picked within this far of the clip's ends, where the head moves slowest."""
-ANCHORS = np.array([33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 2, 98, 327, 129, 358, 234, 454, 93, 323])
-"""Landmarks that move with the head but not with the mouth, the lids or a smile (eyes' corners, the nose, the
-sides of the face): a smile lifts the cheeks, which must not tilt the placed mouth."""
 MAX_FIT_ERROR = 0.1
 """Anchor misfit (eye distances, RMS) beyond which a frame's face is too unlike the reference to lay a mouth on
 (a turn the affine map cannot follow, or a bad mesh fit): the nearest good frame is shown instead."""
@@ -137,7 +134,7 @@ class _BestFrame:
 def _loop_ends(points: np.ndarray, fps: float) -> tuple[int, int]:
     """First and last frames of the ping-pong loop: where the head moves least near the clip's ends, so the
     reversal of its motion shows least."""
-    anchors = points[:, ANCHORS, :2]
+    anchors = points[:, STABLE_POINTS, :2]
     speed = np.linalg.norm(np.diff(anchors, axis=0), axis=2).mean(axis=1)
     speed = np.convolve(np.pad(speed, 2, mode="edge"), np.ones(5) / 5, mode="valid")
     window = max(1, min(int(TURN_SEARCH_SECONDS * fps), len(points) // 4))
@@ -202,7 +199,7 @@ def _build_loop(
         i = index - first
         image = placement.image(frame)
         xy = placement.points(points[index], frame.shape).astype(np.float64)
-        matrix, error = _affine(reference[ANCHORS], xy[ANCHORS])
+        matrix, error = _affine(reference[STABLE_POINTS], xy[STABLE_POINTS])
         iod = face_frame(xy).iod
         transforms[i] = matrix
         outlines[i], drops[i] = lower_face(xy, feather * iod / ref_iod)
