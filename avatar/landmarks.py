@@ -526,9 +526,10 @@ class VideoLandmarkTracker:
             static_image_mode=False, max_num_faces=4, refine_landmarks=True, min_detection_confidence=0.5
         ) as mesh:
             for index, frame in enumerate(frames):
-                if previous is None and index % 5 == 0:
-                    previous = self._reference(frame)
-                points = None if previous is None else self._follow(mesh, frame, previous)
+                faces = self._mesh_faces(mesh, frame)
+                if previous is None and (faces or index % 5 == 0):
+                    previous = self._reference(frame, faces)
+                points = None if previous is None else _nearest(faces, previous)
                 if points is not None:
                     previous = points[:, :2].mean(axis=0)
                 track.append(points)
@@ -536,29 +537,32 @@ class VideoLandmarkTracker:
                     observer(index, frame, points)
         return track
 
-    def _follow(self, mesh: mp_face_mesh.FaceMesh, frame: np.ndarray, previous: np.ndarray) -> np.ndarray | None:
+    def _mesh_faces(self, mesh: mp_face_mesh.FaceMesh, frame: np.ndarray) -> list[FaceLandmarks]:
+        """The faces the tracking mesh finds in `frame` (scaled to `work_height` for it), in frame pixels."""
         scale = min(1.0, self.work_height / frame.shape[0])
         small = frame if scale == 1.0 else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         faces = _run(mesh, small, (0, 0, small.shape[1], small.shape[0]), 1.0)
-        if not faces:
-            return None
-        points = min(
-            (f.points / np.float32(scale) for f in faces),
-            key=lambda p: float(np.linalg.norm(p[:, :2].mean(axis=0) - previous)),
-        )
-        if np.linalg.norm(points[:, :2].mean(axis=0) - previous) > np.ptp(points[:, 0]):
-            return None  # another person, not ours: treat as a gap
-        return points
+        return [FaceLandmarks(f.points / np.float32(scale)) for f in faces]
 
-    def _reference(self, frame: np.ndarray) -> np.ndarray | None:
-        """Where the face to follow is (largest or `face_index`), from the first frame where any face is found."""
-        faces = detect_faces(frame)
+    def _reference(self, frame: np.ndarray, faces: list[FaceLandmarks]) -> np.ndarray | None:
+        """Where the face to follow is (largest or `face_index`), on the first frame where any face is found: by the
+        tracking mesh, or (every fifth frame) by the whole-picture search, which also finds small faces."""
+        faces = _largest_first(faces) if faces else detect_faces(frame)
         if not faces:
             return None
         face, notice = select_face(faces, self.face_index, self.source_name)
         if notice:
             self.notices.append(notice)
         return face.center
+
+
+def _nearest(faces: list[FaceLandmarks], previous: np.ndarray) -> np.ndarray | None:
+    """The points of the face nearest to where the followed face was; None when it is gone (another person's face
+    further than a face's width away is not ours)."""
+    if not faces:
+        return None
+    face = min(faces, key=lambda f: float(np.linalg.norm(f.center - previous)))
+    return face.points if np.linalg.norm(face.center - previous) <= face.width else None
 
 
 def _fill_gaps(track: list[np.ndarray | None]) -> np.ndarray:

@@ -33,6 +33,8 @@ MAX_FIT_ERROR = 0.1
 """Anchor misfit (eye distances, RMS) beyond which a frame's face is too unlike the reference to lay a mouth on
 (a turn the affine map cannot follow, or a bad mesh fit): the nearest good frame is shown instead."""
 MAX_YAW_DEGREES = 30.0
+FACE_SEARCH_SECONDS = 2.0
+"""How far into a clip the face is looked for to decide which way up the clip is."""
 LARGE_LOOP_BYTES = 300_000_000
 """A loop whose compressed frames take more than this (a long clip at full HD) is worth a notice: it is held in
 memory and in the cache, and each frame costs more to decode."""
@@ -50,7 +52,7 @@ def prepare_video(
     step = progress or (lambda done: None)
     clip = source.clip
     name = source.path.name
-    turns, notices = _upright_turns(source.frames[0], face_index, name)
+    turns, notices = _upright_turns(_first_face_frame(clip), face_index, name)
     tracker = lm.VideoLandmarkTracker(fps=clip.fps, face_index=face_index, source_name=name)
     best = _BestFrame()
 
@@ -103,6 +105,20 @@ def _upright_turns(first: np.ndarray, face_index: int | None, name: str) -> tupl
     """Quarter turns that put the clip's face upright (a phone clip filmed sideways without a rotation tag)."""
     turned, _, _, notices = prepare.find_upright_face([first], 0, face_index, name, False)
     return next(t for t in range(4) if _same(turn(first, t), turned[0])), notices
+
+
+def _first_face_frame(clip: VideoClip) -> np.ndarray:
+    """The first frame (of every fifth, within the first two seconds) that shows a face, else the first frame: a
+    clip may open on a fade or an empty room."""
+    first = None
+    for index, frame in enumerate(clip.frames()):
+        if index >= FACE_SEARCH_SECONDS * clip.fps:
+            break
+        first = frame if first is None else first
+        if index % 5 == 0 and lm.detect_faces(frame):
+            return frame
+    assert first is not None
+    return first
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
