@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from avatar import landmarks as lm
+from avatar import video_prepare
 from avatar.eyelids import EyeLids
 from avatar.face_rig import OPEN_MAX, EyeRig, FaceFrame, LipTargets, MouthRig, eye_region, face_frame, mouth_region
 from avatar.head_mask import head_weight
@@ -29,13 +30,14 @@ from avatar.mouth_interior import analyse_mouth, opening_mask, paint_interior
 from avatar.orientation import SIDEWAYS_DEGREES, turn, upright_turns
 from avatar.patch_mesh import PatchMesh, Rect, clip_rect
 from avatar.source import load_source
-from avatar.video_loop import VideoLoop, build_loop, loop_length, loop_notice
+from avatar.video_loop import VideoLoop
 from core.config import output_size_problem
 from core.errors import UserError
 from core.hashing import file_sha256
 
-RENDERER_VERSION = "realtime-12"
-"""Part of every cache key: 12 turns sideways and upside-down photos upright (older caches kept them as they were)."""
+RENDERER_VERSION = "realtime-12-video"
+"""Part of every cache key: 12 turns sideways and upside-down photos upright (older caches kept them as they were);
+-video places the mouth on each video frame from that frame's own landmarks and skin."""
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([0.0, 0.5, 1.0], dtype=np.float32)
@@ -43,10 +45,6 @@ PRESS_LEVEL = -0.25
 """The 'opening' of pressed lips (p, b, m): a little beyond closed."""
 MAX_OPEN_STEP_PX = 1.2
 """Neighbouring mouth patches differ by at most this lip travel, so blending them never ghosts."""
-MIN_LOOP_SECONDS = 1.0
-"""A shorter video has no idle loop worth playing back and forth: its best frame is animated as a photo."""
-NATURAL_LOOP_SECONDS = 5.0
-"""Below this a video's back-and-forth idle loop is noticeable (the user is told)."""
 PAINT_MARGIN_PX = 6
 """Mouth-interior painting reaches at most this far beyond the lip targets and the photo's opening (its
 soft edges, the closed-lip line and the 2 px inpainting of leftovers), so it is done in that box only."""
@@ -57,7 +55,6 @@ Progress = Callable[[float], None]
 _ARRAYS = (
     "image", "points", "mouth_bank", "open_levels", "eye_bank", "head_weight", "mouth_mask",
 )  # fmt: skip
-_LOOP_ARRAYS = ("jpegs", "offsets", "transforms", "gains")
 
 
 @dataclass
@@ -157,17 +154,11 @@ def prepare_avatar(
         if cached is not None:
             cached.load_seconds = time.perf_counter() - start
             return cached, list(cached.notices)
-    loaded = load_source(path)
-    avatar = build_avatar(
-        loaded.frames,
-        path.name,
-        loaded.digest,
-        face_index,
-        size,
-        is_video=loaded.is_video,
-        video_fps=loaded.fps,
-        progress=progress,
-    )
+    loaded = load_source(path, stream_video=True)
+    if loaded.clip is not None:
+        avatar = video_prepare.prepare_video(loaded, face_index, size, progress)
+    else:
+        avatar = build_avatar(loaded.frames, path.name, loaded.digest, face_index, size, progress=progress)
     avatar.notices = [*size_notices, *loaded.notices, *avatar.notices]
     avatar.prepare_seconds = time.perf_counter() - start
     if cache_path is not None:
@@ -308,30 +299,14 @@ def build_avatar(
     digest: str,
     face_index: int | None = None,
     size: tuple[int, int] | None = None,
-    is_video: bool = False,
-    video_fps: float | None = None,
     progress: Progress | None = None,
 ) -> PreparedAvatar:
+    """The avatar for a photo (a video's reference frame too: `video_prepare` adds the loop)."""
     step = progress or (lambda done: None)
     notices: list[str] = []
-    fps = video_fps or 25.0
-    if is_video and len(frames) > 1 and len(frames) / fps < MIN_LOOP_SECONDS:
-        notices.append(
-            f"video avatar {name} is only {len(frames) / fps:.1f} s long: its best frame is animated like a photo "
-            f"(a {NATURAL_LOOP_SECONDS:.0f}-10 s clip gives a natural idle loop)"
-        )
-        frames = [frames[_pick_video_frame(frames, face_index)]]
-        is_video = False
-    elif is_video and len(frames) > 1 and len(frames) / fps < NATURAL_LOOP_SECONDS:
-        notices.append(
-            f"video avatar {name} is {len(frames) / fps:.1f} s long: it is played forwards and backwards as the "
-            f"idle loop, which shows at this length ({NATURAL_LOOP_SECONDS:.0f}-10 s looks natural)"
-        )
-    index = _pick_video_frame(frames, face_index) if is_video and len(frames) > 1 else 0
-    frames, index, face, found_notices = find_upright_face(frames, index, face_index, name, is_video)
+    frames, index, face, found_notices = find_upright_face(frames, 0, face_index, name, False)
     notices += found_notices
     image = frames[index]
-    centre = face.center
     if size is not None and (image.shape[1], image.shape[0]) != size:
         image, face = _fitted(image, face, size, name)
     step(0.05)
@@ -389,14 +364,6 @@ def build_avatar(
             )
     step(0.9)
 
-    loop = None
-    if is_video and len(frames) > 1:
-        clip = frames[: loop_length(len(frames), fps)]
-        clip = [_fit(f, size, centre) for f in clip] if size is not None else clip
-        loop, loop_notices = build_loop(clip, fps, image, xy, face_index, name)
-        if len(frames) > len(clip):
-            loop_notices.append(loop_notice(name))
-        notices += [n for n in loop_notices if n not in notices]
     roi, weight, pivot = _head_region(image, xy, frame, (mouth_rect, eye_rect))
     step(1.0)
     return PreparedAvatar(
@@ -415,9 +382,7 @@ def build_avatar(
         teeth="reused from the photo" if colours.reuse_teeth else "synthesized (the photo shows none)",
         source_name=name,
         digest=digest,
-        is_video=is_video,
         notices=notices,
-        loop=loop,
     )
 
 
@@ -495,10 +460,11 @@ def _save(path: Path, avatar: PreparedAvatar) -> None:
         "prepare_seconds": avatar.prepare_seconds,
         "notices": avatar.notices,
         "loop_fps": avatar.loop.fps if avatar.loop is not None else None,
+        "loop_feather": avatar.loop.placement.feather if avatar.loop and avatar.loop.placement else None,
     }
     arrays = {name: getattr(avatar, name) for name in _ARRAYS}
     if avatar.loop is not None:
-        arrays.update({f"loop_{name}": getattr(avatar.loop, name) for name in _LOOP_ARRAYS})
+        arrays.update({f"loop_{name}": array for name, array in avatar.loop.arrays().items()})
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -517,7 +483,9 @@ def _load(path: Path, digest: str) -> PreparedAvatar | None:
             arrays = {name: data[name] for name in _ARRAYS}
             loop = None
             if meta["loop_fps"] is not None:
-                loop = VideoLoop(**{name: data[f"loop_{name}"] for name in _LOOP_ARRAYS}, fps=float(meta["loop_fps"]))
+                feather = meta["loop_feather"]
+                names = VideoLoop.array_names(with_placement=feather is not None)
+                loop = VideoLoop.from_arrays({name: data[f"loop_{name}"] for name in names}, meta["loop_fps"], feather)
         if meta["version"] != RENDERER_VERSION or meta["digest"] != digest:
             return None
         return PreparedAvatar(
