@@ -172,21 +172,6 @@ def prepare_avatar(
     return avatar, list(avatar.notices)
 
 
-def _pick_video_frame(frames: list[np.ndarray], face_index: int | None) -> int:
-    """The most frontal, closed-mouth frame among a sample of the clip."""
-    best, best_score = 0, np.inf
-    for i in np.linspace(0, len(frames) - 1, min(len(frames), 12)).astype(int):
-        faces = lm.detect_faces(frames[i])
-        if not faces:
-            continue
-        face = faces[face_index] if face_index is not None and face_index < len(faces) else faces[0]
-        yaw, pitch, _ = face.pose()
-        score = abs(yaw) / 10 + abs(pitch) / 15 + lm.mouth_opening(face) * 10
-        if score < best_score:
-            best, best_score = int(i), score
-    return best
-
-
 def _turned_point(point: np.ndarray, shape: tuple[int, ...], quarter_turns: int) -> np.ndarray:
     """Where `point` of an image of `shape` lands when the image is turned `quarter_turns` counter-clockwise."""
     height, width = shape[:2]
@@ -205,7 +190,7 @@ def _nearest_face(image: np.ndarray, point: np.ndarray) -> lm.FaceLandmarks | No
 
 
 def find_upright_face(
-    frames: list[np.ndarray], index: int, face_index: int | None, name: str, is_video: bool
+    frames: list[np.ndarray], index: int, face_index: int | None, name: str
 ) -> tuple[list[np.ndarray], int, lm.FaceLandmarks, list[str]]:
     """Find the face to animate and turn the picture (every frame of a video) so the face is upright.
 
@@ -220,8 +205,6 @@ def find_upright_face(
             break
         target = _turned_point(face.center, frames[index].shape, turns)
         frames = [turn(f, turns) for f in frames]
-        if is_video:
-            index = _pick_video_frame(frames, face_index)
         found = _nearest_face(frames[index], target)
         if found is None:
             raise UserError(f"the face in {name} is lost when the picture is turned upright: use an upright photo")
@@ -304,7 +287,7 @@ def build_avatar(
     """The avatar for a photo (a video's reference frame too: `video_prepare` adds the loop)."""
     step = progress or (lambda done: None)
     notices: list[str] = []
-    frames, index, face, found_notices = find_upright_face(frames, 0, face_index, name, False)
+    frames, index, face, found_notices = find_upright_face(frames, 0, face_index, name)
     notices += found_notices
     image = frames[index]
     if size is not None and (image.shape[1], image.shape[0]) != size:

@@ -103,7 +103,7 @@ def prepare_video(
 
 def _upright_turns(first: np.ndarray, face_index: int | None, name: str) -> tuple[int, list[str]]:
     """Quarter turns that put the clip's face upright (a phone clip filmed sideways without a rotation tag)."""
-    turned, _, _, notices = prepare.find_upright_face([first], 0, face_index, name, False)
+    turned, _, _, notices = prepare.find_upright_face([first], 0, face_index, name)
     return next(t for t in range(4) if _same(turn(first, t), turned[0])), notices
 
 
