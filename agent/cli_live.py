@@ -40,6 +40,9 @@ def _server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--avatar", type=Path, help="portrait photo or short video (default: the configured avatar)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate for https/wss")
     p.add_argument("--tls-key", type=Path, help="PEM private key for https/wss")
+    p.add_argument(
+        "--engine", choices=["realtime", "musetalk"], help="live renderer: realtime (CPU, default) or musetalk (GPU)"
+    )
 
 
 def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
@@ -53,6 +56,11 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
         cfg.server.tls_key = args.tls_key
     if getattr(args, "persona", None):
         cfg.agent.persona = args.persona
+    if args.engine is not None:
+        cfg.renderer.engine = args.engine
+    from agent.renderers import check_engine
+
+    check_engine(cfg)  # missing GPU weights or torch are reported before any model loads
 
 
 def server_options(cfg: Config) -> tuple[ServerOptions, list[str]]:
@@ -119,6 +127,7 @@ def cmd_host(cfg: Config, args: argparse.Namespace) -> None:
 
 async def _run(cfg: Config, avatar: Path | None, show: tuple[Any, str | None] | None) -> None:
     from agent.live import LiveAgent, SharedModels
+    from agent.recordings import ROUTE, Recordings
 
     # Every session sends its rendering, encoding, voice and speech recognition to worker threads; the default
     # pool (6 threads on 2 cores) would queue one session's frame behind another's 0.5 s transcription.
@@ -126,10 +135,13 @@ async def _run(cfg: Config, avatar: Path | None, show: tuple[Any, str | None] | 
 
     options, lines = server_options(cfg)
     notices: list[str] = []
+    recordings = Recordings(cfg)
     models = await SharedModels.load(cfg, avatar=avatar, notices=notices)
     for n in notices:
         print(f"note: {n}", file=sys.stderr)
-    agent = LiveAgent(models)
+    recordings.start()
+    options.file_routes[ROUTE] = recordings.file
+    agent = LiveAgent(models, recordings=recordings)
     sinks: list[Any] = []
     try:
         if show is not None:
@@ -153,6 +165,7 @@ async def _run(cfg: Config, avatar: Path | None, show: tuple[Any, str | None] | 
             await asyncio.wait_for(server.close(), CLOSE_GRACE_SECONDS)
         await agent.stop_show()
     finally:
+        recordings.close()
         for sink in sinks:
             await sink.aclose()
         await models.aclose()

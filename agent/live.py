@@ -22,6 +22,7 @@ from agent.llm import LLMClient
 from agent.llm_local import open_llm
 from agent.modes.prompt import persona_prefix
 from agent.personas import Persona, create_mode, list_personas, load_persona
+from agent.recordings import Recordings
 from agent.renderers import create_renderer, prepare
 from agent.session import ConversationSession, SessionOptions
 from avatar.base import Renderer
@@ -39,6 +40,7 @@ from streaming.protocol import (
     KeyframeRequest,
     MicAudio,
     Playback,
+    Record,
     Say,
     UserText,
 )
@@ -162,8 +164,16 @@ def _done(value: Any) -> asyncio.Future[Any]:
 class LiveAgent:
     """The server's session handler: one conversation per connection, or viewers of one show."""
 
-    def __init__(self, models: SharedModels, *, clock: Clock | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        models: SharedModels,
+        *,
+        clock: Clock | None = None,
+        seed: int | None = None,
+        recordings: Recordings | None = None,
+    ) -> None:
         self.models = models
+        self.recordings = recordings
         self.cfg = models.cfg
         self.clock = clock or MonotonicClock()
         self.seed = seed
@@ -262,20 +272,46 @@ class LiveAgent:
         session.attach(conn.outbox)
         runner = asyncio.create_task(session.run(), name=f"session {conn.id}") if own else None
         mic: asyncio.Task[None] | None = None
+        followers: set[asyncio.Task[None]] = set()
         try:
             while (message := await conn.receive()) is not None:
                 if isinstance(message, AudioStart) and own:
                     # Whisper may still be loading: the other messages (Stop, text) must not wait for it.
                     mic = asyncio.create_task(self._open_mic(session, conn, message.sample_rate))
+                elif isinstance(message, Record) and own:
+                    if follower := await self._record(conn, persona, message.text):
+                        followers.add(follower)
+                        follower.add_done_callback(followers.discard)
                 else:
                     await self._dispatch(session, conn, message, own)
         finally:
             session.detach(conn.outbox)
-            if mic is not None:
-                mic.cancel()
+            for task in [mic, *followers]:
+                if task is not None:
+                    task.cancel()
             if runner is not None:
                 session.close()
                 await runner
+
+    async def _record(self, conn: Connection, persona: Persona, text: str) -> asyncio.Task[None] | None:
+        """Queue a recorded reply in the persona's voice and avatar; the client hears of it until it is ready.
+
+        The recording goes on if the client leaves: its file stays fetchable at the URL it was given.
+        """
+        if self.recordings is None:
+            conn.error("record_unavailable", "this server does not record replies")
+            return None
+        cfg = self.cfg
+        if persona.tts_engine or persona.voice:
+            update = {"voice": persona.voice} | ({"engine": persona.tts_engine} if persona.tts_engine else {})
+            cfg = cfg.model_copy(update={"tts": cfg.tts.model_copy(update=update)})
+        try:
+            job = await asyncio.to_thread(self.recordings.request, cfg, self.models._avatar_path(persona), text)
+        except UserError as exc:
+            conn.error("record_refused", str(exc))
+            return None
+        conn.send_event("record_queued", job=job.id)
+        return asyncio.create_task(self.recordings.follow(job.id, conn.send_event))
 
     async def _open_mic(self, session: ConversationSession, conn: Connection, sample_rate: int) -> None:
         try:

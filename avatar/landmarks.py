@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -465,12 +465,19 @@ def smooth_track(points: np.ndarray, fps: float, min_cutoff: float = 1.5, beta: 
     return ((forward + backward) / 2).astype(np.float32)
 
 
+FrameObserver = Callable[[int, np.ndarray, "np.ndarray | None"], None]
+"""Told each frame as it is tracked: (index, the BGR frame, its raw landmarks or None where the face was lost)."""
+
+
 class VideoLandmarkTracker:
     """Landmarks for every frame of a video source: tracked, gap-filled and temporally smoothed.
 
     mediapipe's tracking mode follows the face from frame to frame (cheaper and steadier than
     detecting each frame); the face nearest the previous one is followed, so a second person in
-    the clip does not steal the track. Frames where the face is lost are filled by interpolation.
+    the clip does not steal the track. Frames where the face is lost are filled by interpolation and
+    flagged in `found`, so a caller can avoid trusting them. Frames are consumed one at a time (a
+    streamed clip is never held whole) and scaled down to `work_height` first: the mesh crops the
+    face to 192 px internally, so a larger frame only costs time.
     """
 
     def __init__(
@@ -480,61 +487,82 @@ class VideoLandmarkTracker:
         source_name: str = "the video",
         max_missing_fraction: float = 0.2,
         smooth: bool = True,
+        work_height: int = 480,
     ) -> None:
         self.fps = fps
         self.face_index = face_index
         self.source_name = source_name
         self.max_missing_fraction = max_missing_fraction
         self.smooth = smooth
+        self.work_height = work_height
         self.notices: list[str] = []
+        self.found = np.zeros(0, bool)
+        """Per frame of the last track: whether the mesh found the face there (False: interpolated)."""
 
-    def track(self, frames: list[np.ndarray]) -> list[FaceLandmarks]:
-        if not frames:
+    def track(self, frames: Iterable[np.ndarray], observer: FrameObserver | None = None) -> list[FaceLandmarks]:
+        return [FaceLandmarks(p) for p in self.track_points(frames, observer)]
+
+    def track_points(self, frames: Iterable[np.ndarray], observer: FrameObserver | None = None) -> np.ndarray:
+        """(frames, 478, 3) float32 landmarks in frame pixels."""
+        raw = self._raw_track(frames, observer)
+        if not raw:
             raise UserError(f"{self.source_name} has no frames")
-        raw = self._raw_track(frames)
-        missing = sum(p is None for p in raw)
-        if missing > self.max_missing_fraction * len(frames) or missing == len(frames):
+        self.found = np.array([p is not None for p in raw])
+        missing = int((~self.found).sum())
+        if missing > self.max_missing_fraction * len(raw) or missing == len(raw):
             raise UserError(
-                f"the face is not visible in {missing} of {len(frames)} frames of {self.source_name}: "
+                f"the face is not visible in {missing} of {len(raw)} frames of {self.source_name}: "
                 "use a clip where one face stays in view and looks at the camera"
             )
         points = _fill_gaps(raw)
         if self.smooth and len(points) > 2:
             points = smooth_track(points, self.fps)
-        return [FaceLandmarks(p) for p in points]
+        return points
 
-    def _raw_track(self, frames: list[np.ndarray]) -> list[np.ndarray | None]:
-        reference = self._reference(frames)
-        previous = reference.center if reference is not None else None
+    def _raw_track(self, frames: Iterable[np.ndarray], observer: FrameObserver | None) -> list[np.ndarray | None]:
+        previous: np.ndarray | None = None
         track: list[np.ndarray | None] = []
         with _face_mesh().FaceMesh(
             static_image_mode=False, max_num_faces=4, refine_landmarks=True, min_detection_confidence=0.5
         ) as mesh:
-            for frame in frames:
-                height, width = frame.shape[:2]
-                faces = _run(mesh, frame, (0, 0, width, height), 1.0)
-                if not faces or previous is None:
-                    track.append(None)
-                    continue
-                face = min(faces, key=lambda f: float(np.linalg.norm(f.center - previous)))
-                if np.linalg.norm(face.center - previous) > face.width:
-                    track.append(None)  # another person, not ours: treat as a gap
-                    continue
-                previous = face.center
-                track.append(face.points)
+            for index, frame in enumerate(frames):
+                faces = self._mesh_faces(mesh, frame)
+                if previous is None and (faces or index % 5 == 0):
+                    previous = self._reference(frame, faces)
+                points = None if previous is None else _nearest(faces, previous)
+                if points is not None:
+                    previous = points[:, :2].mean(axis=0)
+                track.append(points)
+                if observer is not None:
+                    observer(index, frame, points)
         return track
 
-    def _reference(self, frames: list[np.ndarray]) -> FaceLandmarks | None:
-        """The face to follow, chosen on the first frames where any face is found (largest or `face_index`)."""
-        step = max(1, len(frames) // 20)
-        for frame in frames[: max(1, len(frames) // 4) : step]:
-            faces = detect_faces(frame)
-            if faces:
-                face, notice = select_face(faces, self.face_index, self.source_name)
-                if notice:
-                    self.notices.append(notice)
-                return face
+    def _mesh_faces(self, mesh: mp_face_mesh.FaceMesh, frame: np.ndarray) -> list[FaceLandmarks]:
+        """The faces the tracking mesh finds in `frame` (scaled to `work_height` for it), in frame pixels."""
+        scale = min(1.0, self.work_height / frame.shape[0])
+        small = frame if scale == 1.0 else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        faces = _run(mesh, small, (0, 0, small.shape[1], small.shape[0]), 1.0)
+        return [FaceLandmarks(f.points / np.float32(scale)) for f in faces]
+
+    def _reference(self, frame: np.ndarray, faces: list[FaceLandmarks]) -> np.ndarray | None:
+        """Where the face to follow is (largest or `face_index`), on the first frame where any face is found: by the
+        tracking mesh, or (every fifth frame) by the whole-picture search, which also finds small faces."""
+        faces = _largest_first(faces) if faces else detect_faces(frame)
+        if not faces:
+            return None
+        face, notice = select_face(faces, self.face_index, self.source_name)
+        if notice:
+            self.notices.append(notice)
+        return face.center
+
+
+def _nearest(faces: list[FaceLandmarks], previous: np.ndarray) -> np.ndarray | None:
+    """The points of the face nearest to where the followed face was; None when it is gone (another person's face
+    further than a face's width away is not ours)."""
+    if not faces:
         return None
+    face = min(faces, key=lambda f: float(np.linalg.norm(f.center - previous)))
+    return face.points if np.linalg.norm(face.center - previous) <= face.width else None
 
 
 def _fill_gaps(track: list[np.ndarray | None]) -> np.ndarray:

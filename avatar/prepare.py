@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from avatar import landmarks as lm
+from avatar import video_prepare
 from avatar.brows import BrowRig
 from avatar.eyelids import EyeLids
 from avatar.face_rig import OPEN_MAX, FaceFrame, LipTargets, MouthRig, eye_region, face_frame, mouth_region
@@ -30,14 +31,15 @@ from avatar.mouth_interior import analyse_mouth, opening_mask, paint_interior
 from avatar.orientation import SIDEWAYS_DEGREES, turn, upright_turns
 from avatar.patch_mesh import PatchMesh, Rect, clip_rect
 from avatar.source import load_source
-from avatar.video_loop import VideoLoop, build_loop, loop_length, loop_notice
+from avatar.video_loop import VideoLoop
 from core.config import output_size_problem
 from core.errors import UserError
 from core.hashing import file_sha256
 
-RENDERER_VERSION = "realtime-12-motion"
+RENDERER_VERSION = "realtime-13"
 """Part of every cache key: 12 turns sideways and upside-down photos upright (older caches kept them as they were);
--motion adds concerned brows (negative brow levels) to the eye bank."""
+13 places a video's mouth from each frame's own landmarks and skin, adds concerned brows (negative brow levels)
+to the eye bank and the smile and tongue banks to the mouth."""
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
@@ -46,10 +48,6 @@ PRESS_LEVEL = -0.25
 """The 'opening' of pressed lips (p, b, m): a little beyond closed."""
 MAX_OPEN_STEP_PX = 1.2
 """Neighbouring mouth patches differ by at most this lip travel, so blending them never ghosts."""
-MIN_LOOP_SECONDS = 1.0
-"""A shorter video has no idle loop worth playing back and forth: its best frame is animated as a photo."""
-NATURAL_LOOP_SECONDS = 5.0
-"""Below this a video's back-and-forth idle loop is noticeable (the user is told)."""
 PAINT_MARGIN_PX = 6
 """Mouth-interior painting reaches at most this far beyond the lip targets and the photo's opening (its
 soft edges, the closed-lip line and the 2 px inpainting of leftovers), so it is done in that box only."""
@@ -60,7 +58,6 @@ Progress = Callable[[float], None]
 _ARRAYS = (
     "image", "points", "mouth_bank", "open_levels", "eye_bank", "head_weight", "mouth_mask",
 )  # fmt: skip
-_LOOP_ARRAYS = ("jpegs", "offsets", "transforms", "gains")
 
 
 @dataclass
@@ -160,17 +157,11 @@ def prepare_avatar(
         if cached is not None:
             cached.load_seconds = time.perf_counter() - start
             return cached, list(cached.notices)
-    loaded = load_source(path)
-    avatar = build_avatar(
-        loaded.frames,
-        path.name,
-        loaded.digest,
-        face_index,
-        size,
-        is_video=loaded.is_video,
-        video_fps=loaded.fps,
-        progress=progress,
-    )
+    loaded = load_source(path, stream_video=True)
+    if loaded.clip is not None:
+        avatar = video_prepare.prepare_video(loaded, face_index, size, progress)
+    else:
+        avatar = build_avatar(loaded.frames, path.name, loaded.digest, face_index, size, progress=progress)
     avatar.notices = [*size_notices, *loaded.notices, *avatar.notices]
     avatar.prepare_seconds = time.perf_counter() - start
     if cache_path is not None:
@@ -182,21 +173,6 @@ def prepare_avatar(
                 f"could not write the avatar cache in {cache_dir} ({error.strerror}); preparing again next time"
             )
     return avatar, list(avatar.notices)
-
-
-def _pick_video_frame(frames: list[np.ndarray], face_index: int | None) -> int:
-    """The most frontal, closed-mouth frame among a sample of the clip."""
-    best, best_score = 0, np.inf
-    for i in np.linspace(0, len(frames) - 1, min(len(frames), 12)).astype(int):
-        faces = lm.detect_faces(frames[i])
-        if not faces:
-            continue
-        face = faces[face_index] if face_index is not None and face_index < len(faces) else faces[0]
-        yaw, pitch, _ = face.pose()
-        score = abs(yaw) / 10 + abs(pitch) / 15 + lm.mouth_opening(face) * 10
-        if score < best_score:
-            best, best_score = int(i), score
-    return best
 
 
 def _turned_point(point: np.ndarray, shape: tuple[int, ...], quarter_turns: int) -> np.ndarray:
@@ -217,7 +193,7 @@ def _nearest_face(image: np.ndarray, point: np.ndarray) -> lm.FaceLandmarks | No
 
 
 def find_upright_face(
-    frames: list[np.ndarray], index: int, face_index: int | None, name: str, is_video: bool
+    frames: list[np.ndarray], index: int, face_index: int | None, name: str
 ) -> tuple[list[np.ndarray], int, lm.FaceLandmarks, list[str]]:
     """Find the face to animate and turn the picture (every frame of a video) so the face is upright.
 
@@ -232,8 +208,6 @@ def find_upright_face(
             break
         target = _turned_point(face.center, frames[index].shape, turns)
         frames = [turn(f, turns) for f in frames]
-        if is_video:
-            index = _pick_video_frame(frames, face_index)
         found = _nearest_face(frames[index], target)
         if found is None:
             raise UserError(f"the face in {name} is lost when the picture is turned upright: use an upright photo")
@@ -311,30 +285,14 @@ def build_avatar(
     digest: str,
     face_index: int | None = None,
     size: tuple[int, int] | None = None,
-    is_video: bool = False,
-    video_fps: float | None = None,
     progress: Progress | None = None,
 ) -> PreparedAvatar:
+    """The avatar for a photo (a video's reference frame too: `video_prepare` adds the loop)."""
     step = progress or (lambda done: None)
     notices: list[str] = []
-    fps = video_fps or 25.0
-    if is_video and len(frames) > 1 and len(frames) / fps < MIN_LOOP_SECONDS:
-        notices.append(
-            f"video avatar {name} is only {len(frames) / fps:.1f} s long: its best frame is animated like a photo "
-            f"(a {NATURAL_LOOP_SECONDS:.0f}-10 s clip gives a natural idle loop)"
-        )
-        frames = [frames[_pick_video_frame(frames, face_index)]]
-        is_video = False
-    elif is_video and len(frames) > 1 and len(frames) / fps < NATURAL_LOOP_SECONDS:
-        notices.append(
-            f"video avatar {name} is {len(frames) / fps:.1f} s long: it is played forwards and backwards as the "
-            f"idle loop, which shows at this length ({NATURAL_LOOP_SECONDS:.0f}-10 s looks natural)"
-        )
-    index = _pick_video_frame(frames, face_index) if is_video and len(frames) > 1 else 0
-    frames, index, face, found_notices = find_upright_face(frames, index, face_index, name, is_video)
+    frames, index, face, found_notices = find_upright_face(frames, 0, face_index, name)
     notices += found_notices
     image = frames[index]
-    centre = face.center
     if size is not None and (image.shape[1], image.shape[0]) != size:
         image, face = _fitted(image, face, size, name)
     step(0.05)
@@ -392,14 +350,6 @@ def build_avatar(
             )
     step(0.9)
 
-    loop = None
-    if is_video and len(frames) > 1:
-        clip = frames[: loop_length(len(frames), fps)]
-        clip = [_fit(f, size, centre) for f in clip] if size is not None else clip
-        loop, loop_notices = build_loop(clip, fps, image, xy, face_index, name)
-        if len(frames) > len(clip):
-            loop_notices.append(loop_notice(name))
-        notices += [n for n in loop_notices if n not in notices]
     roi, weight, pivot = _head_region(image, xy, frame, (mouth_rect, eye_rect))
     step(1.0)
     return PreparedAvatar(
@@ -418,9 +368,7 @@ def build_avatar(
         teeth="reused from the photo" if colours.reuse_teeth else "synthesized (the photo shows none)",
         source_name=name,
         digest=digest,
-        is_video=is_video,
         notices=notices,
-        loop=loop,
     )
 
 
@@ -498,10 +446,11 @@ def _save(path: Path, avatar: PreparedAvatar) -> None:
         "prepare_seconds": avatar.prepare_seconds,
         "notices": avatar.notices,
         "loop_fps": avatar.loop.fps if avatar.loop is not None else None,
+        "loop_feather": avatar.loop.placement.feather if avatar.loop and avatar.loop.placement else None,
     }
     arrays = {name: getattr(avatar, name) for name in _ARRAYS}
     if avatar.loop is not None:
-        arrays.update({f"loop_{name}": getattr(avatar.loop, name) for name in _LOOP_ARRAYS})
+        arrays.update({f"loop_{name}": array for name, array in avatar.loop.arrays().items()})
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -520,7 +469,9 @@ def _load(path: Path, digest: str) -> PreparedAvatar | None:
             arrays = {name: data[name] for name in _ARRAYS}
             loop = None
             if meta["loop_fps"] is not None:
-                loop = VideoLoop(**{name: data[f"loop_{name}"] for name in _LOOP_ARRAYS}, fps=float(meta["loop_fps"]))
+                feather = meta["loop_feather"]
+                names = VideoLoop.array_names(with_placement=feather is not None)
+                loop = VideoLoop.from_arrays({name: data[f"loop_{name}"] for name in names}, meta["loop_fps"], feather)
         if meta["version"] != RENDERER_VERSION or meta["digest"] != digest:
             return None
         return PreparedAvatar(

@@ -225,7 +225,7 @@ class RealtimeRenderer(Renderer):
         prosody = self._prosody.step(window, state.energy, speaking)
         pose = self._life.step(prosody, speaking, self._expressions.state(self._index))
         if self.avatar.loop is not None:
-            image = self._draw_on_video(state, self._index / self.fps)
+            image = self.avatar.loop.draw(mouth_patch(self.avatar, state), state.opening, self._index / self.fps)
         else:
             image = self._draw(state, pose)
         frame = Frame(
@@ -250,34 +250,6 @@ class RealtimeRenderer(Renderer):
         )
         self._index += 1
         return frame
-
-    def _draw_on_video(self, state: MouthState, seconds: float) -> np.ndarray:
-        """The clip's own frame (its own head motion and blinks) with the animated mouth laid onto the face."""
-        avatar = self.avatar
-        loop = avatar.loop
-        assert loop is not None
-        k = loop.index_at(seconds)
-        out = loop.frame(k)
-        patch = mouth_patch(avatar, state)
-        x0, y0, x1, y1 = avatar.mouth_rect
-        matrix = loop.transforms[k].astype(np.float64)
-        matrix = matrix @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-        corners = np.array([[0, 0, 1], [x1 - x0, 0, 1], [0, y1 - y0, 1], [x1 - x0, y1 - y0, 1]], np.float64)
-        placed = corners @ matrix.T
-        h, w = out.shape[:2]
-        dx0, dy0 = np.floor(placed.min(axis=0)).astype(int)
-        dx1, dy1 = np.ceil(placed.max(axis=0)).astype(int)
-        dx0, dy0, dx1, dy1 = max(dx0, 0), max(dy0, 0), min(dx1, w), min(dy1, h)
-        if dx1 <= dx0 or dy1 <= dy0:
-            return out
-        matrix[:, 2] -= (dx0, dy0)
-        size = (dx1 - dx0, dy1 - dy0)
-        warped = cv2.warpAffine(patch, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        weight = cv2.warpAffine(avatar.mouth_mask, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
-        region = out[dy0:dy1, dx0:dx1].astype(np.float32)
-        region += (warped.astype(np.float32) * loop.gains[k] - region) * weight[..., None]
-        out[dy0:dy1, dx0:dx1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
-        return out
 
     def _draw(self, state: MouthState, pose: Pose) -> np.ndarray:
         avatar = self.avatar

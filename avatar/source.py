@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,8 @@ class AvatarSource:
     """sha256 of the file bytes."""
     notices: list[str] = field(default_factory=list)
     """Things the user should know about how the file was adapted (e.g. a video downscaled)."""
+    clip: VideoClip | None = None
+    """A streamed video (`load_source(stream_video=True)`): `frames` holds only its first frame."""
 
     @property
     def is_video(self) -> bool:
@@ -61,7 +64,10 @@ class AvatarSource:
         return width, height
 
 
-def load_source(path: str | Path, max_seconds: float = 60.0, max_height: int = 1080) -> AvatarSource:
+def load_source(
+    path: str | Path, max_seconds: float = 60.0, max_height: int = 1080, stream_video: bool = False
+) -> AvatarSource:
+    """The decoded photo, or the video: every frame, or (`stream_video`) its first frame and a clip to stream."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"avatar file not found: {path}")
@@ -84,6 +90,9 @@ def load_source(path: str | Path, max_seconds: float = 60.0, max_height: int = 1
             f"avatar image {path.name} is damaged or not a picture: its bytes are not PNG, JPEG, WebP, BMP or TIFF "
             "data; use the original photo"
         )
+    if stream_video:
+        clip = open_video(path, max_seconds, max_height)
+        return AvatarSource(path, [next(clip.frames())], clip.fps, digest, clip=clip)
     frames, fps, notices = _decode_video(path, max_seconds, max_height)
     return AvatarSource(path, frames, fps, digest, notices)
 
@@ -180,32 +189,98 @@ def _fit_height(image: np.ndarray, max_height: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def _decode_video(path: Path, max_seconds: float, max_height: int) -> tuple[list[np.ndarray], float, list[str]]:
+@dataclass
+class VideoClip:
+    """A video file read frame by frame (never held whole in memory): opened and checked once, decoded per pass.
+
+    Clips are decoded twice during preparation (landmarks, then the loop's frames) instead of being kept,
+    so a 60 s 1080p clip costs one frame of memory rather than gigabytes.
+    """
+
+    path: Path
+    fps: float
+    expected_frames: int
+    """From the container's declared duration (an estimate for progress; the decoded count decides)."""
+    max_seconds: float
+    max_height: int
+    notices: list[str] = field(default_factory=list)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Upright BGR frames at most `max_height` high; a clip damaged part-way yields the frames before the damage."""
+        limit = int(np.ceil(self.max_seconds * self.fps)) + 1
+        count = 0
+        with _open_container(self.path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            try:
+                for frame in container.decode(stream):
+                    if count >= limit:
+                        raise UserError(
+                            f"avatar video {self.path.name} is longer than {self.max_seconds:.0f} s "
+                            "(trim it to a 5–60 s clip of the face)"
+                        )
+                    count += 1
+                    yield _fit_height(_upright(frame.to_ndarray(format="bgr24"), frame.rotation), self.max_height)
+            except av.error.FFmpegError as error:
+                if not count:
+                    raise UserError(
+                        f"avatar video {self.path.name} is corrupted or uses an unsupported codec"
+                    ) from error
+                notice = f"avatar video {self.path.name} is damaged after frame {count}; using the frames before it"
+                if notice not in self.notices:
+                    self.notices.append(notice)
+        if not count:
+            raise UserError(f"avatar video {self.path.name} contains no decodable frames")
+
+
+def open_video(path: str | Path, max_seconds: float = 60.0, max_height: int = 1080) -> VideoClip:
+    """Check a video file (readable, has a video track, not too long, not too small) without decoding it all."""
+    path = Path(path)
+    with _open_container(path) as container:
+        if not container.streams.video:
+            raise UserError(f"{path.name} has no video track: give a portrait photo or a video of the face")
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 25.0)
+        declared = _declared_seconds(container, stream)
+    if declared is not None and declared > max_seconds + 0.5:
+        raise UserError(
+            f"avatar video {path.name} is {declared:.0f} s long; the limit is {max_seconds:.0f} s "
+            "(trim it to a 5–60 s clip of the face)"
+        )
+    expected = max(1, round(fps * min(max_seconds, declared or max_seconds)))
+    clip = VideoClip(path, fps, expected, max_seconds, max_height)
+    first = next(clip.frames())
+    if min(first.shape[:2]) < MIN_IMAGE_SIDE:
+        height, width = first.shape[:2]
+        raise UserError(f"avatar video {path.name} is only {width}×{height} px: use a larger video of the face")
+    return clip
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
     try:
-        container = av.open(str(path))
+        return av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
         raise UserError(
             f"cannot open {path.name}: it is damaged or not a supported image (PNG, JPEG, WebP, BMP) or video file"
         ) from error
-    with container:
-        if not container.streams.video:
-            raise UserError(f"{path.name} has no video track: give a portrait photo or a video of the face")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 25.0)
-        declared = _declared_seconds(container, stream)
-        if declared is not None and declared > max_seconds + 0.5:
-            raise UserError(
-                f"avatar video {path.name} is {declared:.0f} s long; the limit is {max_seconds:.0f} s "
-                "(trim it to a 5–60 s clip of the face)"
-            )
-        frames, notices = _read_frames(container, stream, path, fps, max_seconds, max_height)
-    if not frames:
-        raise UserError(f"avatar video {path.name} contains no decodable frames")
-    if min(frames[0].shape[:2]) < MIN_IMAGE_SIDE:
-        height, width = frames[0].shape[:2]
-        raise UserError(f"avatar video {path.name} is only {width}×{height} px: use a larger video of the face")
-    return frames, fps, notices
+
+
+def _decode_video(path: Path, max_seconds: float, max_height: int) -> tuple[list[np.ndarray], float, list[str]]:
+    clip = open_video(path, max_seconds, max_height)
+    target_height = _height_within_budget(*_first_size(clip), clip.expected_frames, max_height)
+    notices = []
+    if target_height < min(max_height, _first_size(clip)[1]):
+        notices.append(
+            f"avatar video {path.name} was scaled to {target_height} px high to keep its frames in "
+            "memory (use a shorter clip for full resolution)"
+        )
+    frames = [_fit_height(frame, target_height) for frame in clip.frames()]
+    return frames, clip.fps, notices + clip.notices
+
+
+def _first_size(clip: VideoClip) -> tuple[int, int]:
+    height, width = next(clip.frames()).shape[:2]
+    return width, height
 
 
 def _declared_seconds(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
@@ -214,42 +289,6 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.video.s
     if container.duration is not None:
         return container.duration / av.time_base
     return None
-
-
-def _read_frames(
-    container: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    path: Path,
-    fps: float,
-    max_seconds: float,
-    max_height: int,
-) -> tuple[list[np.ndarray], list[str]]:
-    expected_frames = max(1.0, fps * min(max_seconds, _declared_seconds(container, stream) or max_seconds))
-    limit = int(np.ceil(max_seconds * fps)) + 1
-    frames: list[np.ndarray] = []
-    notices: list[str] = []
-    target_height = max_height
-    try:
-        for frame in container.decode(stream):
-            if len(frames) >= limit:
-                raise UserError(
-                    f"avatar video {path.name} is longer than {max_seconds:.0f} s "
-                    "(trim it to a 5–60 s clip of the face)"
-                )
-            image = _upright(frame.to_ndarray(format="bgr24"), frame.rotation)
-            if not frames:
-                target_height = _height_within_budget(image.shape[1], image.shape[0], expected_frames, max_height)
-                if target_height < min(max_height, image.shape[0]):
-                    notices.append(
-                        f"avatar video {path.name} was scaled to {target_height} px high to keep its frames in "
-                        "memory (use a shorter clip for full resolution)"
-                    )
-            frames.append(_fit_height(image, target_height))
-    except av.error.FFmpegError as error:
-        if not frames:
-            raise UserError(f"avatar video {path.name} is corrupted or uses an unsupported codec") from error
-        notices.append(f"avatar video {path.name} is damaged after frame {len(frames)}; using the frames before it")
-    return frames, notices
 
 
 def _upright(image: np.ndarray, rotation: float) -> np.ndarray:

@@ -1,32 +1,70 @@
-"""A video avatar's idle loop: the clip's own frames played back and forth, with where the face is in each.
+"""A video avatar's idle loop: the clip's own frames played back and forth, and the animated mouth laid onto each.
 
-The mouth and jaw are animated on one reference frame (the patch banks); each loop frame carries
-the similarity transform that maps the reference face onto its face, so the animated mouth can
-be laid onto the moving head. Frames are kept JPEG-compressed (decoded one per rendered frame),
-so a clip costs tens of megabytes in memory and in the cache instead of gigabytes.
+The mouth and jaw are animated on one reference frame (the patch banks). Everything that places them on
+another frame comes from that frame alone, measured once at preparation (`MouthPlacement`): the affine map from
+the reference face to this frame's face (its own landmarks, so turns and scale changes are followed), a smooth
+colour gain fitted on this frame's own skin around the mouth (never the backdrop, never another frame), and the
+outline of this frame's own lower face, which the laid-on patch never crosses. Frames are kept JPEG-compressed
+(decoded one per rendered frame), so a minute of clip costs tens of megabytes, not gigabytes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import cv2
 import numpy as np
 
-from avatar.landmarks import VideoLandmarkTracker
-from core.errors import UserError
+STABLE_POINTS = np.array([33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 2, 98, 327, 129, 358, 234, 454, 93, 323])
+"""Landmarks that move with the head but not with the mouth, the lids, the brows or a smile (eyes' corners, the
+nose, the sides of the face): they carry the head's motion (a smile lifts the cheeks, which must not tilt the
+placed mouth)."""
+_LOOP_ARRAYS = ("jpegs", "offsets", "transforms", "gains")
+_PLACEMENT_ARRAYS = ("shown", "shading", "outlines", "drops", "rect", "mask")
 
-MAX_LOOP_SECONDS = 10.0
-"""Longest stretch of the clip used for the idle loop (played forwards then backwards)."""
-STABLE_POINTS = np.array(
-    [33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 10, 151, 9, 8, 234, 454, 127, 356, 70, 300, 105, 334, 46, 276]
-)
-"""Landmarks that do not move with the mouth or the lids: they carry the head's motion."""
-LOWER_FACE = np.array(
-    [234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454, 2]
-)
-"""Cheeks, jaw and chin up to the nose: where the colour of the laid-on mouth is matched."""
+
+@dataclass
+class MouthPlacement:
+    """Per frame of a loop: which frame to show, and how the animated mouth goes onto it."""
+
+    shown: np.ndarray
+    """(frames,) int32: the frame shown in place of each: itself, or the nearest frame whose face was tracked
+    reliably (a frame where the mesh lost the face is never drawn on)."""
+    shading: np.ndarray
+    """(frames, 3, 3) float32: per colour channel, the gain (c0 + c1·u + c2·v) that turns the reference skin
+    into this frame's skin around the mouth; u, v run from -1 to 1 across the mouth patch."""
+    outlines: np.ndarray
+    """(frames, points, 2) float32: this frame's lower face (inside its jaw line), in frame pixels."""
+    drops: np.ndarray
+    """(frames, points, 2) float32: how far each outline point moves out when the mouth is fully open
+    (the animated chin drops below the frame's own)."""
+    rect: np.ndarray
+    """(4,) int: the mouth patch's rectangle in the reference frame (x0, y0, x1, y1)."""
+    mask: np.ndarray
+    """(mouth h, mouth w) float32: the patch's own feathered weight (0 at its border)."""
+    feather: float
+    """Blur (px, sigma) of the outline's edge; the outline is already pulled this far inside twice over."""
+    _grid: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        h, w = self.mask.shape
+        v, u = np.mgrid[-1.0 : 1.0 : h * 1j, -1.0 : 1.0 : w * 1j].astype(np.float32)
+        self._grid = np.stack([np.ones_like(u), u, v], axis=-1)
+
+    def gain(self, k: int) -> np.ndarray:
+        """(mouth h, mouth w, 3) float32 colour gain of frame `k` over the mouth patch."""
+        return self._grid @ self.shading[k].T
+
+    def inside_face(self, k: int, opening: float, origin: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+        """1 inside frame `k`'s own lower face (reaching as low as the animated chin drops), 0 off the face."""
+        outline = self.outlines[k] + opening * self.drops[k] - np.array(origin, np.float32)
+        inside = np.zeros((size[1], size[0]), np.uint8)
+        cv2.fillPoly(inside, [np.round(outline * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+        # Two box blurs of this width have the variance of a Gaussian of sigma `feather`, at a tenth of the cost.
+        width = round(np.sqrt(6.0 * self.feather**2 + 1.0)) | 1
+        inside = cv2.blur(cv2.blur(inside, (width, width)), (width, width))
+        return inside.astype(np.float32) * np.float32(1 / 255)
 
 
 @dataclass
@@ -36,11 +74,13 @@ class VideoLoop:
     offsets: np.ndarray
     """(frames + 1,) int64: frame i is jpegs[offsets[i]:offsets[i + 1]]."""
     transforms: np.ndarray
-    """(frames, 2, 3) float32: reference-frame pixels → this frame's pixels."""
+    """(frames, 2, 3) float32: reference-frame pixels → this frame's pixels (a video's: affine, from the face's own
+    landmarks)."""
     gains: np.ndarray
-    """(frames, 3) float32 per-channel colour gain of the lower face relative to the reference frame, so the
-    laid-on mouth follows the clip's exposure and white-balance drift."""
+    """(frames, 3) float32: per-channel colour gain of the skin around the mouth relative to the reference frame."""
     fps: float
+    placement: MouthPlacement | None = None
+    """A video avatar's per-frame mouth placement (None for a loop that only carries frames and head motion)."""
 
     QUALITY: ClassVar[int] = 92
 
@@ -52,66 +92,59 @@ class VideoLoop:
         return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
     def index_at(self, seconds: float) -> int:
-        """Ping-pong: forwards through the loop, then backwards, so it never jumps."""
+        """The frame shown at `seconds`. Ping-pong: forwards through the loop, then backwards, so it never jumps (a
+        video's ends were chosen where the head is slowest, so the turn-around shows least); a frame where the
+        face was lost gives way to the nearest good one."""
         n = len(self)
         if n <= 1:
             return 0
         period = 2 * n - 2
         position = round(seconds * self.fps) % period
-        return position if position < n else period - position
+        position = position if position < n else period - position
+        return int(self.placement.shown[position]) if self.placement is not None else position
 
+    def draw(self, patch: np.ndarray, opening: float, seconds: float) -> np.ndarray:
+        """The clip's frame at `seconds` with `patch` (the animated mouth at `opening`) laid onto its face."""
+        k = self.index_at(seconds)
+        out = self.frame(k)
+        placement = self.placement
+        if placement is None:
+            return out
+        x0, y0, x1, y1 = (int(v) for v in placement.rect)
+        matrix = self.transforms[k].astype(np.float64) @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1.0]])
+        corners = np.array([[0, 0, 1], [x1 - x0, 0, 1], [0, y1 - y0, 1], [x1 - x0, y1 - y0, 1]], np.float64)
+        placed = corners @ matrix.T
+        h, w = out.shape[:2]
+        dx0, dy0 = np.maximum(np.floor(placed.min(axis=0)).astype(int), 0)
+        dx1, dy1 = np.minimum(np.ceil(placed.max(axis=0)).astype(int), (w, h))
+        if dx1 <= dx0 or dy1 <= dy0:
+            return out
+        matrix[:, 2] -= (dx0, dy0)
+        size = (int(dx1 - dx0), int(dy1 - dy0))
+        shaded = cv2.convertScaleAbs(patch.astype(np.float32) * placement.gain(k))
+        warped = cv2.warpAffine(shaded, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        weight = cv2.warpAffine(placement.mask, matrix, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
+        weight *= placement.inside_face(k, max(opening, 0.0), (dx0, dy0), size)
+        region = out[dy0:dy1, dx0:dx1]
+        out[dy0:dy1, dx0:dx1] = cv2.blendLinear(warped, region, weight, 1.0 - weight)
+        return out
 
-def loop_length(frames: int, fps: float) -> int:
-    return max(1, min(frames, int(MAX_LOOP_SECONDS * fps)))
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What the avatar cache stores (with `fps` and, for a placement, its `feather`)."""
+        arrays = {name: getattr(self, name) for name in _LOOP_ARRAYS}
+        if self.placement is not None:
+            arrays.update({f"placement_{name}": getattr(self.placement, name) for name in _PLACEMENT_ARRAYS})
+        return arrays
 
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], fps: float, feather: float | None) -> VideoLoop:
+        placement = None
+        if feather is not None:
+            placement = MouthPlacement(
+                **{name: arrays[f"placement_{name}"] for name in _PLACEMENT_ARRAYS}, feather=feather
+            )
+        return cls(**{name: arrays[name] for name in _LOOP_ARRAYS}, fps=fps, placement=placement)
 
-def _lower_face_gain(reference: np.ndarray, frame: np.ndarray, matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    h, w = frame.shape[:2]
-    placed = cv2.warpAffine(mask, matrix, (w, h), flags=cv2.INTER_NEAREST) > 0
-    source = mask > 0
-    if placed.sum() < 16 or source.sum() < 16:
-        return np.ones(3, np.float32)
-    ratio = frame[placed].reshape(-1, 3).mean(axis=0) / np.maximum(reference[source].reshape(-1, 3).mean(axis=0), 1.0)
-    return np.clip(ratio, 0.7, 1.4).astype(np.float32)
-
-
-def build_loop(
-    frames: list[np.ndarray],
-    fps: float,
-    reference: np.ndarray,
-    reference_xy: np.ndarray,
-    face_index: int | None,
-    name: str,
-) -> tuple[VideoLoop, list[str]]:
-    """Track the face through the first seconds of the clip and compress the frames."""
-    count = loop_length(len(frames), fps)
-    clip = frames[:count]
-    tracker = VideoLandmarkTracker(fps=fps, face_index=face_index, source_name=name)
-    track = tracker.track(clip)
-    transforms = np.empty((count, 2, 3), np.float32)
-    gains = np.empty((count, 3), np.float32)
-    anchors = reference_xy[STABLE_POINTS].astype(np.float32)
-    lower_face = np.zeros(reference.shape[:2], np.uint8)
-    cv2.fillPoly(lower_face, [np.round(reference_xy[LOWER_FACE]).astype(np.int32)], 255)
-    for i, face in enumerate(track):
-        matrix, _ = cv2.estimateAffinePartial2D(anchors, face.xy[STABLE_POINTS].astype(np.float32))
-        if matrix is None:
-            raise UserError(f"cannot follow the face through {name}: use a steadier clip of the face")
-        transforms[i] = matrix
-        gains[i] = _lower_face_gain(reference, clip[i], matrix, lower_face)
-    encoded = []
-    for frame in clip:
-        ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, VideoLoop.QUALITY])
-        if not ok:
-            raise UserError(f"cannot compress the frames of {name}")
-        encoded.append(data.reshape(-1))
-    offsets = np.zeros(count + 1, np.int64)
-    offsets[1:] = np.cumsum([len(e) for e in encoded])
-    notices = list(tracker.notices)
-    if len(frames) > count:
-        notices.append(loop_notice(name))
-    return VideoLoop(np.concatenate(encoded), offsets, transforms, gains, float(fps)), notices
-
-
-def loop_notice(name: str) -> str:
-    return f"video avatar {name}: the first {MAX_LOOP_SECONDS:.0f} s of the clip are used as the idle loop"
+    @staticmethod
+    def array_names(with_placement: bool) -> tuple[str, ...]:
+        return _LOOP_ARRAYS + tuple(f"placement_{name}" for name in _PLACEMENT_ARRAYS if with_placement)

@@ -95,13 +95,15 @@ class JobsConfig(_Section):
 
 
 class TTSConfig(_Section):
-    engine: Literal["piper", "espeak", "edge"] = "piper"
+    engine: Literal["piper", "espeak", "edge", "kokoro"] = "piper"
     voice: str | None = None
     chinese_voice: str | None = None
     rate: str = "+0%"
     pitch: str = "+0Hz"
     volume: str = "+0%"
     timeout: float = Field(5.0, gt=0)
+    threads: int = Field(1, ge=1, le=64)
+    cache_dir: Path = Path("~/.cache/digital-human/models")
 
 
 class ASRConfig(_Section):

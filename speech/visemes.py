@@ -61,8 +61,8 @@ for _chars, _viseme in (
     ("θð", V.TH),
     ("tdɾʈɖɗɽʔ", V.DD),
     ("kgɡŋxɣqɢχhɦɰħʕcɟ", V.KK),
-    ("ʃʒɕʑʂʐçʝ", V.CH),
-    ("szʦ", V.SS),
+    ("ʃʒɕʑʂʐçʝʧʤʨʥꭧ", V.CH),  # the ligatures are Kokoro's affricates (ꭧ: Mandarin zh)
+    ("szʦʣ", V.SS),
     ("nlɲɳɴɫɬɮɭʎʟ", V.NN),
     ("rɹɻʀʁɺɝɚ", V.RR),
     ("aɑɐæʌɶ", V.AA),

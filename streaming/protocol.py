@@ -65,6 +65,13 @@ class Say:
 
 
 @dataclass(frozen=True, slots=True)
+class Record:
+    """Record the avatar saying `text` with the high-quality offline engine (LatentSync); a file, later."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class AudioStart:
     sample_rate: int
 
@@ -98,7 +105,9 @@ class MicAudio:
     pts: int
 
 
-ClientMessage = Hello | UserText | Say | AudioStart | AudioStop | Interrupt | Playback | KeyframeRequest | MicAudio
+ClientMessage = (
+    Hello | UserText | Say | Record | AudioStart | AudioStop | Interrupt | Playback | KeyframeRequest | MicAudio
+)
 
 
 def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
@@ -147,6 +156,8 @@ def parse_text_message(raw: str) -> ClientMessage:
         return UserText(_text(data))
     if kind == "say":
         return Say(_text(data))
+    if kind == "record":
+        return Record(_text(data))
     if kind == "audio_start":
         rate = _field(data, "sample_rate", int)
         if not 8000 <= rate <= 48000:

@@ -47,6 +47,7 @@ from streaming.protocol import (
     ClientMessage,
     Hello,
     ProtocolError,
+    Record,
     Say,
     UserText,
     parse_binary_message,
@@ -60,7 +61,7 @@ MAX_MESSAGE_BYTES = 1 << 20
 HELLO_TIMEOUT = 10.0
 INBOX_SIZE = 256
 USER_MESSAGES_PER_10S = 10
-"""`text` and `say`: each can start an LLM reply, so they are the expensive ones."""
+"""`text`, `say` and `record`: each can start an LLM reply or a recording, so they are the expensive ones."""
 MESSAGES_PER_SECOND = 50
 """Every JSON message (playback reports arrive a few times a second)."""
 
@@ -85,6 +86,9 @@ class ServerOptions:
     static_dir: Path = STATIC_DIR
     http_routes: dict[str, Callable[[dict[str, list[str]]], tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     """Extra GET endpoints answering JSON, e.g. `/api/ask` for a live show's question queue."""
+    file_routes: dict[str, Callable[[str], Path | None]] = field(default_factory=dict)
+    """GET endpoints answering a file, by path prefix (e.g. `/recordings/` for recorded replies): the handler gets
+    the rest of the path and returns the file, or None for 404. Same token and cross-site rules as `http_routes`."""
     hello_timeout: float = HELLO_TIMEOUT
 
 
@@ -208,15 +212,23 @@ class LiveServer:
         if url.path == "/healthz":
             return _json(HTTPStatus.OK, self.health())
         if url.path in self.options.http_routes:
-            # A state-changing GET: other sites' pages (an <img>, a form) must not trigger it.
-            if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-                return _json(HTTPStatus.FORBIDDEN, {"error": "cross-site request refused"})
-            query = parse_qs(url.query)
-            if self.options.token and not _token_ok(self.options.token, query.get("token", [None])[0]):
-                return _json(HTTPStatus.UNAUTHORIZED, {"error": "token missing or wrong"})
-            status, body = self.options.http_routes[url.path](query)
+            if refused := self._refused(request, url.query):
+                return refused
+            status, body = self.options.http_routes[url.path](parse_qs(url.query))
             return _json(HTTPStatus(status), body)
+        for prefix, route in self.options.file_routes.items():
+            if url.path.startswith(prefix):
+                return self._refused(request, url.query) or _file(route(url.path.removeprefix(prefix)))
         return self._static(url.path)
+
+    def _refused(self, request: Request, query: str) -> Response | None:
+        """The API routes' guard: other sites' pages (an <img>, a form) must not trigger a state-changing GET or
+        read a recording, and a server with a token wants it."""
+        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            return _json(HTTPStatus.FORBIDDEN, {"error": "cross-site request refused"})
+        if self.options.token and not _token_ok(self.options.token, parse_qs(query).get("token", [None])[0]):
+            return _json(HTTPStatus.UNAUTHORIZED, {"error": "token missing or wrong"})
+        return None
 
     def _host_allowed(self, host: str) -> bool:
         name = urlsplit(f"//{host}").hostname or ""
@@ -375,7 +387,7 @@ class LiveServer:
         message = parse_text_message(raw)
         if isinstance(message, Hello):
             raise ProtocolError("hello was already received")
-        if isinstance(message, UserText | Say) and not user_limit.allow(now):
+        if isinstance(message, UserText | Say | Record) and not user_limit.allow(now):
             raise ProtocolError(f"at most {USER_MESSAGES_PER_10S} messages per 10 s", "rate_limited")
         if isinstance(message, AudioStart):
             conn.mic_rate = message.sample_rate
@@ -406,6 +418,12 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
         ]
     )
     return Response(status.value, status.phrase, headers, body)
+
+
+def _file(path: Path | None) -> Response:
+    if path is None or not path.is_file():
+        return _json(HTTPStatus.NOT_FOUND, {"error": "no such file"})
+    return _response(HTTPStatus.OK, path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream")
 
 
 def _json(status: HTTPStatus, data: dict[str, Any]) -> Response:

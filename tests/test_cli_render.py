@@ -131,7 +131,7 @@ BAD = [
     ("zero-length audio", lambda t, a: ["--avatar", str(a), "--audio", str(empty_wav(t))], "no audio"),
     ("missing script", lambda t, a: ["--avatar", str(a), "--script", str(t / "nope.md")], "script file not found"),
     ("face index", lambda t, a: ["--avatar", str(a), "--text", TEXT, "--face-index", "3"], "face"),
-    ("gpu engine", lambda t, a: ["--avatar", str(a), "--text", TEXT, "--engine", "musetalk"], "not available"),
+    ("gpu engine", lambda t, a: ["--avatar", str(a), "--text", TEXT, "--engine", "musetalk"], "musetalk.weights_dir"),
 ]
 
 

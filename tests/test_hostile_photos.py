@@ -61,7 +61,7 @@ def test_any_tilt_gives_an_upright_face_or_a_clear_refusal(photo: str) -> None:
     outcomes = []
     for degrees in range(0, 360, 30):
         try:
-            _, _, face, _ = find_upright_face([hm.tilted(image, degrees)], 0, None, "tilted.png", False)
+            _, _, face, _ = find_upright_face([hm.tilted(image, degrees)], 0, None, "tilted.png")
         except UserError as error:
             assert "is tilted" in str(error) and "straighten the photo" in str(error)
             outcomes.append("refused")
@@ -81,7 +81,7 @@ def test_any_tilt_gives_an_upright_face_or_a_clear_refusal(photo: str) -> None:
 )  # fmt: skip
 def test_face_cut_off_at_an_edge_is_refused(crop: tuple[slice, slice], edge: str) -> None:
     with pytest.raises(UserError, match=f"the face in tight.png is cut off at the {edge} edge"):
-        find_upright_face([np.ascontiguousarray(hm.astronaut()[crop])], 0, None, "tight.png", False)
+        find_upright_face([np.ascontiguousarray(hm.astronaut()[crop])], 0, None, "tight.png")
 
 
 def test_tight_crop_that_keeps_the_mouth_is_animated(tmp_path: Path) -> None:

@@ -144,3 +144,26 @@ async def test_host_pushes_the_show_to_rtmp_and_answers_a_posted_question(tmp_pa
     video_end = listener.video[-1][0] / 1000 + 1 / 25
     audio_end = listener.audio[-1][0] / 1000 + len(listener.audio[-1][1]) / AUDIO_RATE
     assert video_end > 5 and abs(video_end - audio_end) <= 1 / 25 + 1024 / AUDIO_RATE, (video_end, audio_end)
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "expected"),
+    [
+        (["--engine", "musetalk"], {}, "musetalk.weights_dir"),
+        ([], {"DH_RENDERER__ENGINE": "latentsync"}, "recorded replies only"),
+    ],
+    ids=["musetalk without weights", "latentsync live"],
+)
+def test_serve_refuses_an_engine_it_cannot_run_before_loading_anything(
+    extra: list[str], env: dict[str, str], expected: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "serve", "--port", "0", *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DH_MUSETALK__WEIGHTS_DIR": "", **env},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr

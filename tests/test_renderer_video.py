@@ -1,7 +1,7 @@
 """Video avatars: the clip's own motion is played back and forth, with the animated mouth laid onto the face.
 
-The clip is made from the real sample portrait, moved and turned over time like a presenter's head
-(no real video of a face ships with the project), while the exposure drifts.
+The clip is made from the real sample portrait, moved and turned over time like a presenter's head, while the
+exposure drifts: a controlled case beside the real footage of tests/test_video_footage.py.
 """
 
 from __future__ import annotations
