@@ -225,7 +225,8 @@ class RealtimeRenderer(Renderer):
         prosody = self._prosody.step(window, state.energy, speaking)
         pose = self._life.step(prosody, speaking, self._expressions.state(self._index))
         if self.avatar.loop is not None:
-            image = self.avatar.loop.draw(mouth_patch(self.avatar, state), state.opening, self._index / self.fps)
+            patch = mouth_patch(self.avatar, state, smile=pose.smile)
+            image = self.avatar.loop.draw(patch, state.opening, self._index / self.fps)
         else:
             image = self._draw(state, pose)
         frame = Frame(
