@@ -185,13 +185,22 @@ class Liveliness:
             "roll": self._held["roll"],
         }
 
+    def _limited(self, yaw: float, pitch: float, roll: float) -> tuple[float, float, float]:
+        """Commanded degrees eased into the limits: a cued gesture on top of the drift never overshoots them."""
+        return (
+            _soft(yaw, *self._yaw_limits),
+            _soft(pitch, LIMITS["pitch"]),
+            _soft(roll, LIMITS["roll"]),
+        )
+
     def step(self, prosody: Prosody, speaking: bool, cue: ExpressionState | None = None) -> Pose:
         cue = cue or ExpressionState()
         rad = np.radians
         if self.amount == 0.0:
             self.t += 1.0 / self.fps
+            yaw, pitch, roll = self._limited(cue.yaw, cue.pitch, cue.roll)
             return Pose(
-                0.0, cue.brow, 0.0, 0.0, float(rad(cue.roll)), float(rad(cue.yaw)), float(rad(cue.pitch)),
+                0.0, cue.brow, 0.0, 0.0, float(rad(roll)), float(rad(yaw)), float(rad(pitch)),
                 cue.gaze_x, cue.gaze_y, cue.smile,
             )  # fmt: skip
         speech = self._speech_targets(prosody, speaking)
@@ -203,9 +212,9 @@ class Liveliness:
             drift = DRIFT[axis] * self._drift[axis].step() * talk
             gesture = GESTURE[axis] * self._gesture[axis].step() * self._talking
             angles[axis] = self._springs[axis].step(self.amount * (drift + gesture + speech[axis]))
-        yaw = _soft(angles["yaw"] + cue.yaw, *self._yaw_limits)
-        pitch = _soft(angles["pitch"] + cue.pitch, LIMITS["pitch"])
-        roll = _soft(angles["roll"] + cue.roll, LIMITS["roll"])
+        yaw, pitch, roll = self._limited(
+            angles["yaw"] + cue.yaw, angles["pitch"] + cue.pitch, angles["roll"] + cue.roll
+        )
         s = self.scale * self.amount
         breath = 0.35 * np.sin(2 * np.pi * self.t / 4.2)
         dx = 0.6 * self._sway["dx"].step() * s
