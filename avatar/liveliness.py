@@ -19,7 +19,7 @@ from avatar.expressions import ExpressionState
 from avatar.prosody import Prosody
 
 LIMITS = {"yaw": 6.5, "pitch": 6.0, "roll": 3.0}
-"""Commanded degrees the head approaches softly but never passes. The face-mesh detector reads about 0.6-0.8
+"""Commanded degrees the head approaches softly but never passes. The face-mesh detector reads about 0.5-0.9
 of a commanded turn (the warp keeps the head's outline), so these read as up to ~±5°; further, the face drifts
 from the photo's identity (dlib distance +0.05 at 8°)."""
 DRIFT = {"yaw": 1.2, "pitch": 0.8, "roll": 0.6}
