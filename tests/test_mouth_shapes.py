@@ -1,0 +1,118 @@
+"""Mouth shapes read off the drawn pixels by the face-mesh detector: width with rounding, spreading and
+pressing, and the smile axis (neutral from a smiling photo, a smile from a neutral one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatar import landmarks as lm
+from avatar.lipsync import MouthDriver, MouthState
+from avatar.mouth_bank import mouth_patch, smile_weight
+from avatar.prepare import PreparedAvatar, prepare_avatar
+
+PORTRAITS = Path(__file__).parent / "data" / "images" / "portraits"
+SIZE = (384, 384)
+
+
+@pytest.fixture(scope="module")
+def neutral(tmp_path_factory: pytest.TempPathFactory) -> PreparedAvatar:
+    return prepare_avatar(PORTRAITS / "biden.jpg", tmp_path_factory.mktemp("cache"), output_size=SIZE)[0]
+
+
+@pytest.fixture(scope="module")
+def smiling(tmp_path_factory: pytest.TempPathFactory) -> PreparedAvatar:
+    return prepare_avatar(PORTRAITS / "obama-smiling.jpg", tmp_path_factory.mktemp("cache"), output_size=SIZE)[0]
+
+
+def drawn(avatar: PreparedAvatar, state: MouthState, smile: float = 0.0) -> np.ndarray:
+    image = avatar.image.copy()
+    x0, y0, x1, y1 = avatar.mouth_rect
+    image[y0:y1, x0:x1] = mouth_patch(avatar, state, smile)
+    return image
+
+
+def measured(image: np.ndarray) -> tuple[float, float, float]:
+    """(mouth width, corner lift above the lip centre, lips' outer height), in eye distances, as the detector
+    sees them."""
+    faces = lm.detect_faces(image)
+    assert faces, "the detector lost the face"
+    xy = faces[0].xy.astype(np.float64)
+    right, left = xy[lm.RIGHT_EYE].mean(axis=0), xy[lm.LEFT_EYE].mean(axis=0)
+    iod = float(np.linalg.norm(left - right))
+    down = np.array([-(left - right)[1], (left - right)[0]]) / iod
+    corners = xy[lm.MOUTH_CORNERS]
+    lift = float((xy[[13, 14]].mean(axis=0) - corners.mean(axis=0)) @ down) / iod
+    height = float((xy[17] - xy[0]) @ down) / iod
+    return float(np.linalg.norm(corners[1] - corners[0])) / iod, lift, height
+
+
+def state(opening: float, shape: float = 0.0, tongue: float = 0.0, relax: float = 0.0) -> MouthState:
+    return MouthState(opening, shape, 0.5, True, tongue=tongue, relax=relax)
+
+
+@pytest.mark.parametrize("who", ["neutral", "smiling"])
+def test_rounded_vowels_narrow_spread_ones_widen_closures_press(who: str, request: pytest.FixtureRequest) -> None:
+    """Widths are compared at the same opening: a smile's open mouth reads wider than its closed one."""
+    avatar = request.getfixturevalue(who)
+    middle, _, _ = measured(drawn(avatar, state(0.45)))
+    rounded, _, _ = measured(drawn(avatar, state(0.45, -1.0)))
+    spread, _, _ = measured(drawn(avatar, state(0.45, 1.0)))
+    assert rounded < 0.85 * middle, (rounded, middle)
+    assert spread > 1.04 * middle, (spread, middle)
+    closed_width, _, closed_lips = measured(drawn(avatar, state(0.0)))
+    pressed_width, _, pressed_lips = measured(drawn(avatar, state(-0.25)))
+    assert pressed_lips < closed_lips - 0.01, (pressed_lips, closed_lips)  # the lips roll in
+    assert pressed_width > 0.98 * closed_width, (pressed_width, closed_width)
+
+
+def test_a_smiling_photo_can_be_made_neutral(smiling: PreparedAvatar) -> None:
+    assert smiling.photo_smile > 0.6
+    width_own, own, _ = measured(drawn(smiling, state(0.0)))
+    width_neutral, neutral, _ = measured(drawn(smiling, state(0.0), smile=-1.0))
+    assert neutral < own - 0.05, (neutral, own)
+    assert width_neutral < width_own  # the corners come in as they come down
+
+
+def test_a_neutral_photo_can_smile(neutral: PreparedAvatar) -> None:
+    assert neutral.photo_smile < 0.2
+    _, own, _ = measured(drawn(neutral, state(0.0)))
+    _, smile, _ = measured(drawn(neutral, state(0.0), smile=1.0))
+    assert smile > own + 0.05, (smile, own)
+
+
+def test_the_photos_own_expression_is_its_own_bank(smiling: PreparedAvatar) -> None:
+    """Weight 0 draws exactly the photo's own smile layer: the expression track costs nothing until it is used."""
+    x0, y0, x1, y1 = smiling.mouth_rect
+    np.testing.assert_array_equal(drawn(smiling, state(0.0), 0.0)[y0:y1, x0:x1], smiling.mouth_bank[1, 2])
+
+
+def test_smile_weights_map_onto_the_bank() -> None:
+    assert smile_weight(0.8, -1.0, 0.0) == pytest.approx(-1.0)
+    assert smile_weight(0.8, 1.0, 0.0) == pytest.approx(1.0)
+    assert smile_weight(0.8, 0.0, 0.0) == pytest.approx(0.0)
+    assert smile_weight(0.0, 0.0, 1.0) == pytest.approx(0.0)  # a neutral photo has no smile to relax
+    assert smile_weight(0.0, -1.0, 0.0) == pytest.approx(0.0)
+    relaxed = smile_weight(0.8, 0.0, 1.0)
+    assert -1.0 < relaxed < -0.3  # a smiling photo talking smiles less, but still smiles
+    assert smile_weight(0.0, 1.0, 1.0) < 1.0  # so does a cued full smile
+
+
+def test_a_smiling_photo_relaxes_while_talking(smiling: PreparedAvatar) -> None:
+    _, resting, _ = measured(drawn(smiling, state(0.0, relax=0.0)))
+    _, talking, _ = measured(drawn(smiling, state(0.0, relax=1.0)))
+    assert talking < resting - 0.02, (talking, resting)
+
+
+def test_the_driver_relaxes_over_a_second_of_talking_and_recovers_in_silence() -> None:
+    rate, spf = 24000, 960
+    driver = MouthDriver(rate, spf)
+    t = np.arange(2 * spf) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    silence = np.zeros(2 * spf, np.float32)
+    relax = [driver.step(tone, [], 0.0).relax for _ in range(25)]
+    assert relax == sorted(relax) and 0.6 < relax[-1] < 1.0
+    after = [driver.step(silence, [], 0.0).relax for _ in range(25)]
+    assert after == sorted(after, reverse=True) and after[-1] < 0.6 * relax[-1]
