@@ -118,10 +118,6 @@ class MouthRig:
         )
         """How much the photo smiles: 0 neutral … 1 a full smile, from how far its mouth corners are raised."""
 
-    def smile_change(self, smile: float) -> float:
-        """The change of smile amount for an expression weight `smile` (-1 neutral, 0 the photo's own, +1 full)."""
-        return smile * self.photo_smile if smile < 0 else smile * (1.0 - self.photo_smile)
-
     def _interp_upper(self, u: np.ndarray) -> np.ndarray:
         return np.interp(u, self.upper_u, self.upper_v)
 
@@ -139,17 +135,17 @@ class MouthRig:
         return np.clip(np.abs(u) / self.half_width, 0.0, 1.0)
 
     def controls(
-        self, opening: float, shape: float, smile: float = 0.0
+        self, opening: float, shape: float, smile: float | None = None
     ) -> tuple[dict[int, np.ndarray], set[int], LipTargets]:
         """(displacements of control landmarks in image px, landmarks pinned at zero, inner-lip targets).
 
-        `smile` is the expression weight (see `smile_change`): the corners rise and pull out along the lips,
-        and the cheeks follow them through the harmonic fill.
+        `smile` is the smile amount to draw (0 neutral … 1 full; None: the photo's own): the corners rise and
+        pull out along the lips, and the cheeks follow them through the harmonic fill.
         """
         iod = self.iod
         op, press = max(opening, 0.0), max(-opening, 0.0)
         spread, rnd = max(shape, 0.0), max(-shape, 0.0)
-        change = self.smile_change(smile)
+        change = 0.0 if smile is None else smile - self.photo_smile
         k = (
             1.0
             + SPREAD_WIDENING * spread

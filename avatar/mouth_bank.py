@@ -16,23 +16,21 @@ from avatar.lipsync import MouthState
 from avatar.mouth_build import SHAPE_LEVELS
 from avatar.prepare import PreparedAvatar
 
-SMILE_RELAX = 0.45
-"""Share of a smile that goes while talking: people smile as they speak, but less than when they listen."""
+SMILE_RELAX = 0.5
+"""Share of a smile that goes while talking: people smile as they speak, but less than when they listen. Half,
+so a talking full smile rests on the bank's half-smile layer instead of a blend of two far-apart ones."""
 MIN_TONGUE = 0.02
 
 
-def smile_weight(photo_smile: float, smile: float, relax: float) -> float:
-    """The bank's smile coordinate for an expression weight `smile` after talking relaxed it.
+def smile_amount(photo_smile: float, smile: float, relax: float) -> float:
+    """The smile amount (0 neutral … 1 full) to draw for an expression weight `smile` (-1 neutral, 0 the photo's
+    own, +1 full) after talking (`relax` 0 … 1) softened it.
 
-    The smile amount (0 neutral … `photo_smile` the photo … 1 full) is what relaxes, so a neutral photo's
-    neutral mouth stays put while a smiling photo's smile softens as it talks.
+    The amount is what relaxes, so a neutral photo's neutral mouth stays put while a smile softens as it talks.
     """
     smile = float(np.clip(smile, -1.0, 1.0))
     amount = photo_smile * (1.0 + smile) if smile < 0 else photo_smile + smile * (1.0 - photo_smile)
-    amount *= 1.0 - SMILE_RELAX * float(np.clip(relax, 0.0, 1.0))
-    if amount >= photo_smile:
-        return (amount - photo_smile) / max(1.0 - photo_smile, 1e-6) if photo_smile < 1.0 else 0.0
-    return amount / photo_smile - 1.0
+    return amount * (1.0 - SMILE_RELAX * float(np.clip(relax, 0.0, 1.0)))
 
 
 def mouth_patch(avatar: PreparedAvatar, state: MouthState, smile: float = 0.0) -> np.ndarray:
@@ -41,15 +39,20 @@ def mouth_patch(avatar: PreparedAvatar, state: MouthState, smile: float = 0.0) -
     `smile` is the expression cue's weight: -1 turns a smiling photo neutral, 0 keeps the photo's own
     expression, +1 is a full smile; while talking (`state.relax`) the smile softens.
     """
-    weight = smile_weight(avatar.photo_smile, smile, state.relax)
-    own = blend_bank(avatar.mouth_bank, avatar.open_levels, state.opening, SHAPE_LEVELS, state.shape)
-    if abs(weight) < 1e-3:
-        patch = own.copy()
+    levels = avatar.smile_levels
+    k, share = bracket(levels, smile_amount(avatar.photo_smile, smile, state.relax))
+    own = int(np.argmin(np.abs(levels - avatar.photo_smile)))
+
+    def layer(index: int) -> np.ndarray:
+        bank = avatar.mouth_bank if index == own else avatar.smile_bank[index - (index > own)]
+        return blend_bank(bank, avatar.open_levels, state.opening, SHAPE_LEVELS, state.shape)
+
+    if share < 1e-3:
+        patch = layer(k).copy()
+    elif share > 1 - 1e-3:
+        patch = layer(k + 1).copy()
     else:
-        layer = avatar.smile_bank[0 if weight < 0 else 1]
-        other = blend_bank(layer, avatar.open_levels, state.opening, SHAPE_LEVELS, state.shape)
-        share = min(abs(weight), 1.0)
-        patch = other.copy() if share > 1 - 1e-3 else cv2.addWeighted(own, 1.0 - share, other, share, 0.0)
+        patch = cv2.addWeighted(layer(k), 1.0 - share, layer(k + 1), share, 0.0)
     if state.tongue > MIN_TONGUE and state.opening > 0:
         _add_tongue(patch, avatar, state)
     return patch

@@ -1,10 +1,11 @@
 """Build the mouth banks of an avatar: every lip opening × lip shape × smile, and a raised-tongue row.
 
 Each patch is an exact mesh warp of the photo's lower face by the mouth rig, with the mouth's interior
-painted into it; the renderer then only blends neighbouring patches. The smile axis holds three levels
-(neutral, the photo's own expression, a full smile) so an expression cue moves the corners without any
-per-frame warping; the tongue row is drawn at the middle shape and the photo's own smile only, since the
-sounds that show it (l, n, d, t, th) have neither rounded nor spread lips.
+painted into it; the renderer then only blends neighbouring patches. The smile axis holds the smile
+amounts a frame dwells on — neutral, half (where a smile settles while talking), full, and the photo's
+own — so an expression never rests on a blend of two far-apart shapes (which would show doubled mouth
+corners). The tongue row is drawn at the middle shape and the photo's own smile only, since the sounds
+that show it (l, n, d, t, th) have neither rounded nor spread lips.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from avatar.mouth_interior import MouthColours, analyse_mouth, opening_mask, pai
 from avatar.patch_mesh import PatchMesh, Rect
 
 SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
-SMILE_LEVELS = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
-"""Expression weights of the smile axis: neutral, the photo's own, a full smile."""
+SMILE_AMOUNTS = (0.0, 1.0)
+"""Smile amounts always drawn besides the photo's own and a half smile: neutral and full."""
+SAME_SMILE = 0.1
+"""A smile amount this close to the photo's own is not drawn again: the photo's layer stands for it."""
 PRESS_LEVEL = -0.25
 """The 'opening' of pressed lips (p, b, m): a little beyond closed."""
 MAX_OPEN_STEP_PX = 1.2
@@ -38,7 +41,9 @@ class MouthBanks:
     mouth_bank: np.ndarray
     """(openings, shapes, h, w, 3) uint8 at the photo's own smile."""
     smile_bank: np.ndarray
-    """(2, openings, shapes, h, w, 3) uint8: the neutral (-1) and full-smile (+1) layers."""
+    """(layers, openings, shapes, h, w, 3) uint8: the other smile amounts' layers."""
+    smile_levels: np.ndarray
+    """Smile amount of every layer in ascending order, the photo's own (`mouth_bank`) included."""
     tongue_bank: np.ndarray
     """(openings, h, w, 3) uint8 with the tongue raised, at the middle shape and the photo's own smile."""
     tongue_alpha: np.ndarray
@@ -63,13 +68,18 @@ def build_mouth_banks(
     mesh = PatchMesh(xy, rect, iod)
     mw, mh = mesh.size
     n_open, n_shape = len(open_levels), len(SHAPE_LEVELS)
-    layers = np.empty((len(SMILE_LEVELS), n_open, n_shape, mh, mw, 3), np.uint8)
+    # The half smile is where a smile settles while talking (`mouth_bank.SMILE_RELAX`): the photo's own when it
+    # smiles broadly, a cued full smile's when it does not.
+    half = rig.photo_smile / 2 if rig.photo_smile >= 0.5 else 0.5
+    others = [a for a in (*SMILE_AMOUNTS, half) if abs(a - rig.photo_smile) >= SAME_SMILE]
+    levels = sorted([rig.photo_smile, *others])
+    own = levels.index(rig.photo_smile)
+    layers = np.empty((len(levels), n_open, n_shape, mh, mw, 3), np.uint8)
     tongue_bank = np.empty((n_open, mh, mw, 3), np.uint8)
     tongue_alpha = np.zeros((n_open, mh, mw), np.uint8)
     middle = int(np.flatnonzero(SHAPE_LEVELS == 0.0)[0])
-    own = int(np.flatnonzero(SMILE_LEVELS == 0.0)[0])
 
-    def draw(opening: float, shape: float, smile: float, tongue: float = 0.0) -> np.ndarray:
+    def draw(opening: float, shape: float, smile: float | None, tongue: float = 0.0) -> np.ndarray:
         moves, pinned, targets = rig.controls(opening, shape, smile)
         maps = mesh.warp_map(moves, pinned)
         patch = cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
@@ -89,16 +99,17 @@ def build_mouth_banks(
         return patch
 
     for i, opening in enumerate(open_levels):
-        for m, smile in enumerate(SMILE_LEVELS):
+        for m, smile in enumerate(levels):
             for j, shape in enumerate(SHAPE_LEVELS):
-                layers[m, i, j] = draw(float(opening), float(shape), float(smile))
-        tongue_bank[i] = draw(float(opening), 0.0, 0.0, tongue=1.0)
+                layers[m, i, j] = draw(float(opening), float(shape), None if m == own else smile)
+        tongue_bank[i] = draw(float(opening), 0.0, None, tongue=1.0)
         change = np.abs(tongue_bank[i].astype(np.int16) - layers[own, i, middle]).max(axis=2)
         tongue_alpha[i] = np.clip(change * (255.0 / TONGUE_VISIBLE), 0, 255).astype(np.uint8)
         progress((i + 1) / n_open)
     return MouthBanks(
         mouth_bank=np.ascontiguousarray(layers[own]),
-        smile_bank=np.ascontiguousarray(layers[[m for m in range(len(SMILE_LEVELS)) if m != own]]),
+        smile_bank=np.ascontiguousarray(layers[[m for m in range(len(levels)) if m != own]]),
+        smile_levels=np.array(levels, np.float32),
         tongue_bank=tongue_bank,
         tongue_alpha=tongue_alpha,
         tongue_box=_nonzero_box(tongue_alpha),

@@ -10,7 +10,7 @@ import pytest
 
 from avatar import landmarks as lm
 from avatar.lipsync import MouthDriver, MouthState
-from avatar.mouth_bank import mouth_patch, smile_weight
+from avatar.mouth_bank import mouth_patch, smile_amount
 from avatar.prepare import PreparedAvatar, prepare_avatar
 
 PORTRAITS = Path(__file__).parent / "data" / "images" / "portraits"
@@ -89,15 +89,21 @@ def test_the_photos_own_expression_is_its_own_bank(smiling: PreparedAvatar) -> N
     np.testing.assert_array_equal(drawn(smiling, state(0.0), 0.0)[y0:y1, x0:x1], smiling.mouth_bank[1, 2])
 
 
-def test_smile_weights_map_onto_the_bank() -> None:
-    assert smile_weight(0.8, -1.0, 0.0) == pytest.approx(-1.0)
-    assert smile_weight(0.8, 1.0, 0.0) == pytest.approx(1.0)
-    assert smile_weight(0.8, 0.0, 0.0) == pytest.approx(0.0)
-    assert smile_weight(0.0, 0.0, 1.0) == pytest.approx(0.0)  # a neutral photo has no smile to relax
-    assert smile_weight(0.0, -1.0, 0.0) == pytest.approx(0.0)
-    relaxed = smile_weight(0.8, 0.0, 1.0)
-    assert -1.0 < relaxed < -0.3  # a smiling photo talking smiles less, but still smiles
-    assert smile_weight(0.0, 1.0, 1.0) < 1.0  # so does a cued full smile
+def test_expression_weights_give_smile_amounts() -> None:
+    assert smile_amount(0.8, -1.0, 0.0) == pytest.approx(0.0)
+    assert smile_amount(0.8, 0.0, 0.0) == pytest.approx(0.8)
+    assert smile_amount(0.8, 1.0, 0.0) == pytest.approx(1.0)
+    assert smile_amount(0.0, 0.0, 1.0) == pytest.approx(0.0)  # a neutral photo has no smile to relax
+    assert smile_amount(1.0, 0.0, 1.0) == pytest.approx(0.5)  # a talking smile is half a smile
+    assert smile_amount(0.0, 1.0, 1.0) == pytest.approx(0.5)
+
+
+def test_a_talking_smile_rests_on_a_bank_layer(smiling: PreparedAvatar, neutral: PreparedAvatar) -> None:
+    """A smile that has relaxed while talking is drawn from one layer, not a blend of two far-apart smiles
+    (which would double the mouth corners)."""
+    for avatar, cue in ((smiling, 0.0), (neutral, 1.0)):
+        amount = smile_amount(avatar.photo_smile, cue, 1.0)
+        assert np.abs(avatar.smile_levels - amount).min() < 1e-6, (amount, avatar.smile_levels)
 
 
 def test_a_smiling_photo_relaxes_while_talking(smiling: PreparedAvatar) -> None:
