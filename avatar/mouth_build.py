@@ -82,7 +82,7 @@ def build_mouth_banks(
     def draw(opening: float, shape: float, smile: float | None, tongue: float = 0.0) -> np.ndarray:
         moves, pinned, targets = rig.controls(opening, shape, smile)
         maps = mesh.warp_map(moves, pinned)
-        patch = cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        patch = cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT)
         leftovers = cv2.remap(photo_opening, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR)
         x0, y0, x1, y1 = _paint_box(frame, targets, leftovers, rect)
         paint_interior(
