@@ -23,7 +23,7 @@ UPPER_SHARE_OF_CLOSING = 0.45
 """When a photo's open mouth is closed, the upper lip covers this share of the gap, the lower lip the rest."""
 UPPER_SHARE_OF_OPENING = 0.18
 """When the mouth opens the upper lip lifts a little; the jaw carries the rest."""
-SPREAD_WIDENING = 0.12
+SPREAD_WIDENING = 0.15
 """How much of its width a fully spread mouth (ee, s) gains: the corners pull back."""
 PRESS_WIDENING = 0.16
 """Width gained per unit of press: pressed lips (m, b, p) stretch sideways as they roll in."""

@@ -29,6 +29,13 @@ CLOSURE_SECONDS = 0.015
 back the vowel that follows (the 'a' of "my" must still open fully)."""
 TONGUE_VISEMES = frozenset({Viseme.TH, Viseme.DD, Viseme.NN})
 """l, n, d, t and th: the tongue's tip rises to the teeth, and shows between parted lips."""
+COLOUR_SECONDS = 4.0
+"""How long the driver averages a voice's vowel colour over: rounded and spread are judged against that voice's
+own average, since what is a low F2 for one voice is a middling one for another."""
+COLOUR_MEAN = -0.45
+COLOUR_SPREAD = 0.3
+"""Starting guesses for log10(mid/low band energy) of voiced frames, mean and standard deviation (measured on
+the test recordings and piper's voice: means -0.6 … -0.3, deviations 0.25 … 0.35)."""
 RELAX_ATTACK_SECONDS = 0.8
 RELAX_RELEASE_SECONDS = 1.5
 """A smile relaxes over about a second of talking and comes back over a little longer once the talking stops."""
@@ -46,8 +53,8 @@ VISEME_TARGETS: dict[Viseme, tuple[float, float, float]] = {
     Viseme.NN: (0.25, 0.1, 0.8),
     Viseme.RR: (0.3, -0.5, 1.0),
     Viseme.AA: (1.0, 0.0, 1.0),
-    Viseme.E: (0.6, 0.7, 1.0),
-    Viseme.IH: (0.4, 0.8, 1.0),
+    Viseme.E: (0.6, 0.85, 1.0),
+    Viseme.IH: (0.4, 1.0, 1.0),
     Viseme.OH: (0.75, -0.8, 1.2),
     Viseme.OU: (0.35, -1.0, 1.5),
 }
@@ -79,7 +86,10 @@ class MouthDriver:
         self._last = MouthState(0.0, 0.0, 0.0, False)
         self._easing = False
         self._relax = 0.0
+        self._colour_mean = COLOUR_MEAN
+        self._colour_var = COLOUR_SPREAD**2
         frame_seconds = samples_per_frame / sample_rate
+        self._colour_rate = 1.0 - float(np.exp(-frame_seconds / COLOUR_SECONDS))
         self._attack = 1.0 - float(np.exp(-frame_seconds / RELAX_ATTACK_SECONDS))
         self._release = 1.0 - float(np.exp(-frame_seconds / RELAX_RELEASE_SECONDS))
         n = 2 * samples_per_frame
@@ -127,9 +137,17 @@ class MouthDriver:
             opening = opening * (0.55 + 0.6 * level) if opening > 0 else opening
         else:
             opening = level**1.3 * (1.0 - 0.6 * hiss)
-            shape = float(np.clip(1.4 * (np.log10(mid / low) + 0.35), -1.0, 1.0))
-            shape = float(np.clip(shape + 0.8 * hiss, -1.0, 1.0))
+            shape = self._vowel_shape(float(np.log10(mid / low)), hiss)
         return MouthState(float(np.clip(opening, -0.25, 1.0)), shape, level, True, tongue=tongue)
+
+    def _vowel_shape(self, colour: float, hiss: float) -> float:
+        """Rounded (-1) … spread (+1) from a voiced frame's vowel colour (log10 of mid over low band energy: a
+        high second formant is a spread vowel), relative to this voice's running average; hiss (s, sh) spreads."""
+        deviation = colour - self._colour_mean
+        self._colour_mean += self._colour_rate * deviation
+        self._colour_var += self._colour_rate * (deviation * deviation - self._colour_var)
+        shape = deviation / (1.2 * float(np.sqrt(self._colour_var)) + 1e-6)
+        return float(np.clip(shape + 0.8 * hiss, -1.0, 1.0))
 
 
 def _from_visemes(visemes: list[tuple[Viseme, float, float]], centre: float) -> tuple[float, float, float]:

@@ -271,7 +271,7 @@ class TeethRow:
 
 UPPER_TEETH = TeethRow(
     edges=np.array([0.0, 0.22, 0.4, 0.56, 0.7, 0.82, 0.93]),
-    length=np.array([1.0, 0.86, 0.92, 0.75, 0.65, 0.55]),
+    length=np.array([1.0, 0.93, 0.95, 0.8, 0.68, 0.58]),
     shade=np.array([1.0, 0.95, 0.88, 0.78, 0.66, 0.55]),
 )
 LOWER_TEETH = TeethRow(
@@ -308,10 +308,10 @@ def _teeth(
     # Even powers by multiplication: numpy's pow of negative numbers is ~100x slower, and this is the mouth
     # bank's inner loop.
     squared = across * across
-    visible = length * row.length[index] * (1.0 - 0.12 * squared * squared) * inside
+    visible = length * row.length[index] * (1.0 - 0.06 * squared * squared) * inside
     seam = np.minimum(a - lo, hi - a)
     contact = np.exp(-((seam / (INTERDENTAL * row.edges[1])) ** 2))
-    shade = row.shade[index] * (1.0 - 0.2 * squared * squared * squared) * (1.0 - 0.16 * contact)
+    shade = row.shade[index] * (1.0 - 0.2 * squared * squared * squared) * (1.0 - 0.12 * contact)
     return visible, shade
 
 

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -157,6 +158,20 @@ def face_embedder() -> q.FaceEmbedder:
     return q.FaceEmbedder()
 
 
+def frames_per_second(avatar: object, pcm: np.ndarray, runs: int = 5, frames: int = 250) -> float:
+    """Median single-thread frames per second of `render_next` over speech (the mouth blends while talking)."""
+    spf = CANONICAL_SAMPLE_RATE // FPS
+    rates = []
+    for _ in range(runs):
+        renderer = RealtimeRenderer(avatar, fps=FPS, seed=1)
+        renderer.feed(pcm[: frames * spf])
+        start = time.perf_counter()
+        for _ in range(frames):
+            renderer.render_next()
+        rates.append(frames / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
 def measure(out_path: Path, crops_prefix: str | None) -> None:
     """Measure the renderer importable from this process (this tree's or main's) and write JSON."""
     cv2.setNumThreads(1)
@@ -176,7 +191,13 @@ def measure(out_path: Path, crops_prefix: str | None) -> None:
                 "still_width": float(still["width"][0]),
                 "lift_by_smile": smiles["lift"].tolist(),
                 "width_by_smile": smiles["width"].tolist(),
-                "bank_mb": avatar.mouth_bank.nbytes / 1e6,
+                "bank_mb": sum(
+                    getattr(avatar, name).nbytes
+                    for name in ("mouth_bank", "smile_bank", "tongue_bank", "tongue_alpha")
+                    if hasattr(avatar, name)
+                )
+                / 1e6,
+                "fps": frames_per_second(avatar, pcm),
             }
             for mode in ("recorded", "piper"):
                 renderer = RealtimeRenderer(avatar, fps=FPS, seed=1)
@@ -284,8 +305,8 @@ def report(branch: list[dict], main: list[dict]) -> str:
         "against in silence (a smiling photo's smile relaxes while it talks):",
         "",
         "| portrait | renderer | lift at −1 / 0 / +1 | width at −1 / 0 / +1 | lift silent → speaking (recorded) | "
-        "mouth bank MB |",
-        "|---|---|---|---|---|---|",
+        "mouth banks MB | frames/s (1 thread) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for mine, base in zip(branch, main, strict=True):
         for who, row in (("main", base), ("this branch", mine)):
@@ -294,7 +315,7 @@ def report(branch: list[dict], main: list[dict]) -> str:
             rec = row["recorded"]
             lines.append(
                 f"| {row['portrait']} | {who} | {lift} | {width} | "
-                f"{rec['lift_silent']:+.3f} → {rec['lift_speaking']:+.3f} | {row['bank_mb']:.1f} |"
+                f"{rec['lift_silent']:+.3f} → {rec['lift_speaking']:+.3f} | {row['bank_mb']:.1f} | {row['fps']:.0f} |"
             )
     return "\n".join(lines)
 
