@@ -44,10 +44,8 @@ def mouth_patch(avatar: PreparedAvatar, state: MouthState, smile: float = 0.0) -
     own = int(np.argmin(np.abs(levels - avatar.photo_smile)))
 
     def layer(index: int) -> np.ndarray:
-        if index == own:
-            return blend_bank(avatar.mouth_bank, avatar.open_levels, state.opening, SHAPE_LEVELS, state.shape)
-        bank = avatar.smile_bank[index - (index > own)]
-        return blend_bank(bank, avatar.smile_open_levels, state.opening, SHAPE_LEVELS, state.shape)
+        bank = avatar.mouth_bank if index == own else avatar.smile_bank[index - (index > own)]
+        return blend_bank(bank, avatar.open_levels, state.opening, SHAPE_LEVELS, state.shape)
 
     if share < 1e-3:
         patch = layer(k).copy()

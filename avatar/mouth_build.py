@@ -25,10 +25,6 @@ SMILE_AMOUNTS = (0.0, 1.0)
 """Smile amounts always drawn besides the photo's own and a half smile: neutral and full."""
 SAME_SMILE = 0.1
 """A smile amount this close to the photo's own is not drawn again: the photo's layer stands for it."""
-SMILE_OPEN_STRIDE = 2
-"""The other smiles' layers keep every second opening level only, which halves their memory and preparation
-time; lips cross those coarser steps while talking (where a blend of two shows as motion blur) and rest on a
-level when closed or pressed, which both keep."""
 PRESS_LEVEL = -0.25
 """The 'opening' of pressed lips (p, b, m): a little beyond closed."""
 MAX_OPEN_STEP_PX = 1.2
@@ -45,9 +41,7 @@ class MouthBanks:
     mouth_bank: np.ndarray
     """(openings, shapes, h, w, 3) uint8 at the photo's own smile."""
     smile_bank: np.ndarray
-    """(layers, smile openings, shapes, h, w, 3) uint8: the other smile amounts' layers."""
-    smile_open_levels: np.ndarray
-    """The opening levels of `smile_bank`: every `SMILE_OPEN_STRIDE`-th of `open_levels`, closed and the widest."""
+    """(layers, openings, shapes, h, w, 3) uint8: the other smile amounts' layers."""
     smile_levels: np.ndarray
     """Smile amount of every layer in ascending order, the photo's own (`mouth_bank`) included."""
     tongue_bank: np.ndarray
@@ -80,10 +74,7 @@ def build_mouth_banks(
     others = [a for a in (*SMILE_AMOUNTS, half) if abs(a - rig.photo_smile) >= SAME_SMILE]
     levels = sorted([rig.photo_smile, *others])
     own = levels.index(rig.photo_smile)
-    closed = int(np.flatnonzero(open_levels == 0.0)[0])
-    rows = sorted({0, closed, *range(closed, n_open, SMILE_OPEN_STRIDE), n_open - 1})
-    own_layer = np.empty((n_open, n_shape, mh, mw, 3), np.uint8)
-    smile_bank = np.empty((len(levels) - 1, len(rows), n_shape, mh, mw, 3), np.uint8)
+    layers = np.empty((len(levels), n_open, n_shape, mh, mw, 3), np.uint8)
     tongue_bank = np.empty((n_open, mh, mw, 3), np.uint8)
     tongue_alpha = np.zeros((n_open, mh, mw), np.uint8)
     middle = int(np.flatnonzero(SHAPE_LEVELS == 0.0)[0])
@@ -108,19 +99,16 @@ def build_mouth_banks(
         return patch
 
     for i, opening in enumerate(open_levels):
-        for j, shape in enumerate(SHAPE_LEVELS):
-            own_layer[i, j] = draw(float(opening), float(shape), None)
-            if i in rows:
-                for m, smile in enumerate(levels[:own] + levels[own + 1 :]):
-                    smile_bank[m, rows.index(i), j] = draw(float(opening), float(shape), smile)
+        for m, smile in enumerate(levels):
+            for j, shape in enumerate(SHAPE_LEVELS):
+                layers[m, i, j] = draw(float(opening), float(shape), None if m == own else smile)
         tongue_bank[i] = draw(float(opening), 0.0, None, tongue=1.0)
-        change = np.abs(tongue_bank[i].astype(np.int16) - own_layer[i, middle]).max(axis=2)
+        change = np.abs(tongue_bank[i].astype(np.int16) - layers[own, i, middle]).max(axis=2)
         tongue_alpha[i] = np.clip(change * (255.0 / TONGUE_VISIBLE), 0, 255).astype(np.uint8)
         progress((i + 1) / n_open)
     return MouthBanks(
-        mouth_bank=own_layer,
-        smile_bank=smile_bank,
-        smile_open_levels=open_levels[rows],
+        mouth_bank=np.ascontiguousarray(layers[own]),
+        smile_bank=np.ascontiguousarray(layers[[m for m in range(len(levels)) if m != own]]),
         smile_levels=np.array(levels, np.float32),
         tongue_bank=tongue_bank,
         tongue_alpha=tongue_alpha,

@@ -49,7 +49,7 @@ Progress = Callable[[float], None]
 
 _ARRAYS = (
     "image", "points", "mouth_bank", "open_levels", "eye_bank", "head_weight", "mouth_mask",
-    "smile_bank", "smile_levels", "smile_open_levels", "tongue_bank", "tongue_alpha",
+    "smile_bank", "smile_levels", "tongue_bank", "tongue_alpha",
 )  # fmt: skip
 _LOOP_ARRAYS = ("jpegs", "offsets", "transforms", "gains")
 
@@ -74,9 +74,7 @@ class PreparedAvatar:
     mouth_mask: np.ndarray
     """(mouth h, mouth w) float32 feathered weight of the mouth patch over a video frame (0 at its border)."""
     smile_bank: np.ndarray
-    """(layers, smile openings, shapes, h, w, 3) uint8: `mouth_bank` at the other smile amounts in `smile_levels`,
-    at the opening levels `smile_open_levels`."""
-    smile_open_levels: np.ndarray
+    """(layers, openings, shapes, h, w, 3) uint8: `mouth_bank` at the other smile amounts in `smile_levels`."""
     smile_levels: np.ndarray
     """Ascending smile amounts (0 neutral … 1 full) of `mouth_bank` (the one equal to `photo_smile`) and the
     `smile_bank` layers."""
@@ -403,7 +401,6 @@ def build_avatar(
         loop=loop,
         smile_bank=mouths.smile_bank,
         smile_levels=mouths.smile_levels,
-        smile_open_levels=mouths.smile_open_levels,
         tongue_bank=mouths.tongue_bank,
         tongue_alpha=mouths.tongue_alpha,
         tongue_box=mouths.tongue_box,
