@@ -12,6 +12,8 @@ from avatar import landmarks as lm
 from avatar.lipsync import MouthDriver, MouthState
 from avatar.mouth_bank import mouth_patch, smile_amount
 from avatar.prepare import PreparedAvatar, prepare_avatar
+from core.audio import read_audio_file
+from core.events import CANONICAL_SAMPLE_RATE
 
 PORTRAITS = Path(__file__).parent / "data" / "images" / "portraits"
 SIZE = (384, 384)
@@ -122,3 +124,28 @@ def test_the_driver_relaxes_over_a_second_of_talking_and_recovers_in_silence() -
     assert relax == sorted(relax) and 0.6 < relax[-1] < 1.0
     after = [driver.step(silence, [], 0.0).relax for _ in range(25)]
     assert after == sorted(after, reverse=True) and after[-1] < 0.6 * relax[-1]
+
+
+def test_recorded_speech_gives_both_rounded_and_spread_mouths() -> None:
+    """Without visemes the driver judges each vowel against the voice's own average: on real recordings the
+    frames with the highest second-formant energy come out spread and those with the lowest rounded."""
+    rate, spf = CANONICAL_SAMPLE_RATE, CANONICAL_SAMPLE_RATE // 25
+    clips = sorted((Path(__file__).parent / "data" / "audio" / "en").glob("*.wav"))
+    pcm = np.concatenate([read_audio_file(p, rate) for p in clips]).astype(np.float32) / 32768.0
+    driver = MouthDriver(rate, spf)
+    shapes, colours = [], []
+    freqs = np.fft.rfftfreq(2 * spf, 1.0 / rate)
+    for start in range(spf // 2, len(pcm) - 2 * spf, spf):
+        window = pcm[start : start + 2 * spf]
+        state = driver.step(window, [], 0.0)
+        if not state.voiced or state.energy < 0.5:
+            continue
+        power = np.abs(np.fft.rfft(window * np.hanning(len(window)))) ** 2
+        low = power[(freqs >= 200) & (freqs < 1000)].sum()
+        mid = power[(freqs >= 1000) & (freqs < 3000)].sum()
+        shapes.append(state.shape)
+        colours.append(np.log10(mid / low))
+    shapes_a, colours_a = np.array(shapes), np.array(colours)
+    low_q, high_q = np.percentile(colours_a, [25, 75])
+    assert np.median(shapes_a[colours_a >= high_q]) > 0.2
+    assert np.median(shapes_a[colours_a <= low_q]) < -0.3
