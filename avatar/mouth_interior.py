@@ -213,6 +213,12 @@ def paint_interior(
     upper = shadow_colour + (upper - shadow_colour) * lip_shadow[..., None]
     upper_a = _smooth(upper_height - depth, 1.2)
     out = out + (upper - out) * upper_a[..., None]
+    if tongue > 0:
+        # The raised tip shows at the upper teeth's edge (between the teeth on th), even when the jaw has
+        # barely dropped and the rest of the tongue is hidden behind the teeth.
+        teeth_length = 0.8 * rig.centre_gap if colours.reuse_teeth else 0.11 * iod
+        tip_v = centre_top + min(teeth_length, 0.7 * centre_gap)
+        out = _paint_tongue_tip(out, u, v, rig.half_width * k, tip_v, teeth_length, iod, tongue, colours)
 
     # The lips' wet inner edge: the opening shades from lip colour into the cavity instead of meeting it at
     # a hard dark outline.
@@ -317,6 +323,29 @@ def _teeth(
 
 TONGUE_COLOUR = np.array([105.0, 110.0, 190.0])
 """BGR a tongue leans towards from the lips' colour: pinker and lighter than the cavity."""
+
+
+def _paint_tongue_tip(
+    out: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    half_width: float,
+    tip_v: float,
+    teeth_length: float,
+    iod: float,
+    tongue: float,
+    colours: MouthColours,
+) -> np.ndarray:
+    """The tongue's tip over the upper teeth's biting edge: a small lit rounded lobe in the middle."""
+    across = u / (0.26 * half_width)
+    down = (v - tip_v) / max(0.4 * teeth_length, 1.0)
+    r = np.sqrt(across * across + down * down)
+    alpha = _smooth(1.0 - r, 0.3) * tongue
+    if not alpha.any():
+        return out
+    colour = 0.55 * colours.lips + 0.45 * TONGUE_COLOUR
+    shade = 0.95 - 0.25 * np.clip(r, 0.0, 1.0) - 0.1 * np.clip(down, 0.0, 1.0)
+    return out + (colour[None, None, :] * shade[..., None] - out) * alpha[..., None]
 
 
 def _paint_tongue(

@@ -94,14 +94,17 @@ def test_synthesised_teeth_are_told_apart(closed_photo: PreparedAvatar) -> None:
     assert len(dips) >= 6, len(dips)
 
 
-def test_the_tongue_shows_on_tongue_sounds(closed_photo: PreparedAvatar) -> None:
-    _, plain = down_the_opening(closed_photo, 0.8, 0.0)
-    _, raised = down_the_opening(closed_photo, 0.8, 0.0, tongue=1.0)
+@pytest.mark.parametrize("opening", [0.35, 0.8])
+def test_the_tongue_shows_on_tongue_sounds(closed_photo: PreparedAvatar, opening: float) -> None:
+    """Its tip at the teeth's edge even when the jaw has barely dropped; more of it in a wider mouth."""
+    _, plain = down_the_opening(closed_photo, opening, 0.0)
+    _, raised = down_the_opening(closed_photo, opening, 0.0, tongue=1.0)
     changed = np.abs(raised - plain).max(axis=1) > 12
     assert changed.sum() >= 5
     tongue = raised[changed]
     assert (tongue[:, 2] > tongue[:, 0] + 15).all()  # pink, not grey
-    assert tongue.mean() > plain[changed].mean()  # lighter than the cavity it covers
+    covered = plain[changed]
+    assert (tongue[:, 2] - tongue[:, 0]).mean() > (covered[:, 2] - covered[:, 0]).mean()  # pinker than what it covers
 
 
 def test_the_driver_raises_the_tongue_for_l_n_d_t_th() -> None:
