@@ -122,8 +122,12 @@ def paint_interior(
     targets: LipTargets,
     colours: MouthColours,
     leftovers: np.ndarray,
+    tongue: float = 0.0,
 ) -> None:
     """Paint the mouth opening of one mouth shape into `patch` (in place).
+
+    `tongue` raises the tongue's tip from the floor of the mouth (0) to the back of the upper teeth (1), as for
+    l, n, d, t and th.
 
     `leftovers` is the photo's opening mask carried through this shape's warp: where it lands
     outside the new opening (teeth specks and dark corners of a smile being closed), the lips are
@@ -157,27 +161,28 @@ def paint_interior(
     u_src = u / k
     lateral = np.clip(np.abs(u_src) / rig.half_width, 0.0, 1.0)
 
-    back = np.clip(depth / np.maximum(gap, 1e-6), 0.0, 1.0)
     lateral_room = np.minimum(u - left, right - u) * 0.5
     shadow_colour = colours.lips * CAVITY_TINT * 0.4
-    cavity_shade = (0.34 + 0.2 * np.sin(np.pi * back)) * (1.0 - 0.4 * lateral**2)
+    # Lit to dark: light from the front reaches just inside the lips (most from below, where the upper lip
+    # casts no shadow); the back of the mouth and its corners stay dark.
+    inside = np.maximum(np.minimum(np.minimum(1.6 * depth, height), lateral_room), 0.0)
+    cavity_shade = (0.1 + 0.4 * np.exp(-inside / max(0.05 * iod, 1.0))) * (1.0 - 0.45 * lateral**2)
     cavity = (colours.lips * CAVITY_TINT)[None, None, :] * cavity_shade[..., None]
     out = np.broadcast_to(cavity, (h, w, 3)).copy()
 
     open_gap = np.maximum(gap, 0.0)
+    centre_top = float(np.interp(0.0, targets.upper_u, targets.upper_v))
     centre_bottom = float(np.interp(0.0, targets.lower_u, targets.lower_v))
-    centre_gap = max(centre_bottom - float(np.interp(0.0, targets.upper_u, targets.upper_v)), 1e-6)
-    tongue_r = np.sqrt((u / (0.62 * rig.half_width * k)) ** 2 + ((v - centre_bottom) / (0.5 * centre_gap)) ** 2)
-    tongue_a = _smooth(1.0 - tongue_r, 0.25) * np.clip((centre_gap - 0.08 * iod) / (0.06 * iod), 0.0, 1.0)
-    tongue_colour = 0.7 * colours.lips + 0.3 * np.array([105.0, 110.0, 190.0])
-    tongue_shade = 0.55 + 0.35 * np.clip(1.0 - tongue_r, 0.0, 1.0) ** 0.5
-    tongue = tongue_colour[None, None, :] * tongue_shade[..., None]
-    out = out + (tongue - out) * tongue_a[..., None]
+    centre_gap = max(centre_bottom - centre_top, 1e-6)
+    out = _paint_tongue(out, u, v, rig.half_width * k, centre_bottom, centre_gap, iod, tongue, colours)
 
-    lower_length, lower_shade = _teeth(u_src / 0.8, rig.half_width, np.minimum(0.045 * iod, 0.2 * open_gap))
-    lower_length = np.where(lower_length > 0, np.minimum(0.045 * iod, 0.2 * open_gap), 0.0)  # an even row, not dots
-    lower_a = _smooth(lower_length - height, 1.2) * np.clip((open_gap - 0.16 * iod) / (0.06 * iod), 0.0, 1.0)
-    lower = _shaded(colours, 0.85 * lower_shade)
+    lower_length, lower_shade = _teeth(
+        u_src / 0.85, rig.half_width, np.minimum(LOWER_TOOTH_LENGTH * iod, 0.22 * open_gap), LOWER_TEETH
+    )
+    lower_a = _smooth(lower_length - height, 1.0) * np.clip((open_gap - 0.08 * iod) / (0.06 * iod), 0.0, 1.0)
+    lower_a *= lower_length > 0
+    # The lower teeth sit behind the lower lip and under the upper teeth: lit less than the upper row.
+    lower = _shaded(colours, 0.9 * lower_shade * (0.8 + 0.2 * np.clip(height / max(0.03 * iod, 1.0), 0.0, 1.0)))
     out = out + (lower - out) * lower_a[..., None]
 
     if colours.reuse_teeth:
@@ -197,9 +202,10 @@ def paint_interior(
         upper = upper.astype(np.float64)
         lip_shadow = 0.88 + 0.12 * np.clip(depth / max(0.03 * iod, 1.0), 0.0, 1.0)
     else:
-        upper_height, tooth_shade = _teeth(u_src, rig.half_width, 0.11 * iod)
+        upper_height, tooth_shade = _teeth(u_src, rig.half_width, 0.11 * iod, UPPER_TEETH)
         tip = np.clip(depth / np.maximum(upper_height, 1e-6), 0.0, 1.0)
-        vertical = 1.0 - 0.08 * tip**3
+        # Brightest at mid-height, where a tooth's front faces the light; the biting edge is thin enamel.
+        vertical = 1.0 - 0.06 * (1.0 - tip) ** 2 - 0.14 * tip**6
         upper = _shaded(colours, tooth_shade * vertical)
         # In a narrow slit the teeth sit in the lips' shadow: a pale line between the lips reads as paint.
         slit = np.clip((open_gap - 0.05 * iod) / (0.1 * iod), 0.0, 1.0)
@@ -207,6 +213,12 @@ def paint_interior(
     upper = shadow_colour + (upper - shadow_colour) * lip_shadow[..., None]
     upper_a = _smooth(upper_height - depth, 1.2)
     out = out + (upper - out) * upper_a[..., None]
+    if tongue > 0:
+        # The raised tip shows at the upper teeth's edge (between the teeth on th), even when the jaw has
+        # barely dropped and the rest of the tongue is hidden behind the teeth.
+        teeth_length = 0.8 * rig.centre_gap if colours.reuse_teeth else 0.11 * iod
+        tip_v = centre_top + min(teeth_length, 0.7 * centre_gap)
+        out = _paint_tongue_tip(out, u, v, rig.half_width * k, tip_v, teeth_length, iod, tongue, colours)
 
     # The lips' wet inner edge: the opening shades from lip colour into the cavity instead of meeting it at
     # a hard dark outline.
@@ -251,10 +263,32 @@ def _lip_line(
     patch[:] = np.clip(np.round(base + (line - base) * strength[..., None]), 0, 255).astype(np.uint8)
 
 
-TOOTH_EDGES = np.array([0.0, 0.22, 0.4, 0.56, 0.7, 0.82, 0.93])
-"""Where synthesised teeth meet, from the mouth centre outwards, in half mouth widths."""
-TOOTH_LENGTH = np.array([1.0, 0.86, 0.92, 0.75, 0.65, 0.55])
-TOOTH_SHADE = np.array([1.0, 0.95, 0.88, 0.78, 0.66, 0.55])
+@dataclass(frozen=True)
+class TeethRow:
+    """One jaw's row of synthesised teeth, from the mouth centre outwards, in half mouth widths."""
+
+    edges: np.ndarray
+    """Where neighbouring teeth meet."""
+    length: np.ndarray
+    """Each tooth's visible length relative to the row's."""
+    shade: np.ndarray
+    """Each tooth's brightness: the further back, the darker."""
+
+
+UPPER_TEETH = TeethRow(
+    edges=np.array([0.0, 0.22, 0.4, 0.56, 0.7, 0.82, 0.93]),
+    length=np.array([1.0, 0.93, 0.95, 0.8, 0.68, 0.58]),
+    shade=np.array([1.0, 0.95, 0.88, 0.78, 0.66, 0.55]),
+)
+LOWER_TEETH = TeethRow(
+    edges=np.array([0.0, 0.15, 0.3, 0.45, 0.59, 0.72, 0.83, 0.93]),
+    length=np.array([1.0, 1.0, 0.95, 0.85, 0.72, 0.6, 0.5]),
+    shade=np.array([0.95, 0.93, 0.86, 0.76, 0.66, 0.56, 0.48]),
+)
+LOWER_TOOTH_LENGTH = 0.06
+"""Visible length of the lower incisors in a wide-open mouth (face units): less than the upper ones show."""
+INTERDENTAL = 0.055
+"""Half-width of the shadow where two teeth meet, as a share of the row's central tooth width."""
 
 
 def _shaded(colours: MouthColours, shade: np.ndarray) -> np.ndarray:
@@ -263,20 +297,81 @@ def _shaded(colours: MouthColours, shade: np.ndarray) -> np.ndarray:
     return colours.teeth * shade[..., None] + shadow * (1.0 - shade[..., None])
 
 
-def _teeth(u_src: np.ndarray, half_width: float, length: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _teeth(
+    u_src: np.ndarray, half_width: float, length: float | np.ndarray, row: TeethRow
+) -> tuple[np.ndarray, np.ndarray]:
     """(visible length, shade) of a row of synthesised teeth at each pixel column.
 
-    Each tooth is a rounded tab: shorter at its own sides (so the biting edge is scalloped and
-    neighbours are told apart by shape, not by drawn lines), and darker the further back it sits.
+    Each tooth is a rounded tab: shorter at its own sides (so the biting edge is scalloped), rounded across
+    (lit in its middle, darker where it turns away), with a thin shadow where it meets its neighbour, and
+    darker the further back it sits. Neighbours are told apart by shape and shading, never by drawn lines.
     """
     a = np.abs(u_src) / half_width
-    index = np.clip(np.searchsorted(TOOTH_EDGES, a, side="right") - 1, 0, len(TOOTH_LENGTH) - 1)
-    lo, hi = TOOTH_EDGES[index], TOOTH_EDGES[index + 1]
+    index = np.clip(np.searchsorted(row.edges, a, side="right") - 1, 0, len(row.length) - 1)
+    lo, hi = row.edges[index], row.edges[index + 1]
     across = np.clip((a - lo) / (hi - lo), 0.0, 1.0) * 2.0 - 1.0
-    inside = a < TOOTH_EDGES[-1]
+    inside = a < row.edges[-1]
     # Even powers by multiplication: numpy's pow of negative numbers is ~100x slower, and this is the mouth
     # bank's inner loop.
     squared = across * across
-    visible = length * TOOTH_LENGTH[index] * (1.0 - 0.15 * squared * squared) * inside
-    shade = TOOTH_SHADE[index] * (1.0 - 0.14 * squared * squared * squared)
+    visible = length * row.length[index] * (1.0 - 0.06 * squared * squared) * inside
+    seam = np.minimum(a - lo, hi - a)
+    contact = np.exp(-((seam / (INTERDENTAL * row.edges[1])) ** 2))
+    shade = row.shade[index] * (1.0 - 0.2 * squared * squared * squared) * (1.0 - 0.12 * contact)
     return visible, shade
+
+
+TONGUE_COLOUR = np.array([105.0, 110.0, 190.0])
+"""BGR a tongue leans towards from the lips' colour: pinker and lighter than the cavity."""
+
+
+def _paint_tongue_tip(
+    out: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    half_width: float,
+    tip_v: float,
+    teeth_length: float,
+    iod: float,
+    tongue: float,
+    colours: MouthColours,
+) -> np.ndarray:
+    """The tongue's tip over the upper teeth's biting edge: a small lit rounded lobe in the middle."""
+    across = u / (0.26 * half_width)
+    down = (v - tip_v) / max(0.4 * teeth_length, 1.0)
+    r = np.sqrt(across * across + down * down)
+    alpha = _smooth(1.0 - r, 0.3) * tongue
+    if not alpha.any():
+        return out
+    colour = 0.55 * colours.lips + 0.45 * TONGUE_COLOUR
+    shade = 0.95 - 0.25 * np.clip(r, 0.0, 1.0) - 0.1 * np.clip(down, 0.0, 1.0)
+    return out + (colour[None, None, :] * shade[..., None] - out) * alpha[..., None]
+
+
+def _paint_tongue(
+    out: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    half_width: float,
+    centre_bottom: float,
+    centre_gap: float,
+    iod: float,
+    tongue: float,
+    colours: MouthColours,
+) -> np.ndarray:
+    """The tongue over the cavity: a broad mound on the floor of the mouth at rest; raised (l, n, d, t, th) a
+    narrower tip that reaches up to the upper teeth, lit on top and shaded towards its sides and root."""
+    radius = (0.62 - 0.2 * tongue) * half_width
+    rise = (0.5 + 0.42 * tongue) * centre_gap
+    across = np.clip(u / radius, -1.0, 1.0)
+    top = centre_bottom - rise * np.sqrt(np.clip(1.0 - across * across, 0.0, 1.0))
+    below = v - top
+    shows = np.clip((centre_gap - (0.08 - 0.04 * tongue) * iod) / (0.05 * iod), 0.0, 1.0)
+    alpha = _smooth(below, 1.2) * (np.abs(u) < radius) * shows
+    if not alpha.any():
+        return out
+    colour = 0.55 * colours.lips + 0.45 * TONGUE_COLOUR
+    lit = np.exp(-np.maximum(below, 0.0) / max(0.04 * iod, 1.0))
+    groove = 1.0 - 0.12 * np.exp(-((u / max(0.08 * radius, 0.5)) ** 2)) * (1.0 - tongue)
+    shade = (0.6 + 0.35 * lit) * (1.0 - 0.35 * across * across) * groove
+    return out + (colour[None, None, :] * shade[..., None] - out) * alpha[..., None]

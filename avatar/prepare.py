@@ -24,10 +24,10 @@ from avatar import landmarks as lm
 from avatar import video_prepare
 from avatar.brows import BrowRig
 from avatar.eyelids import EyeLids
-from avatar.face_rig import OPEN_MAX, FaceFrame, LipTargets, MouthRig, eye_region, face_frame, mouth_region
+from avatar.face_rig import FaceFrame, eye_region, face_frame, mouth_region
 from avatar.head_mask import head_weight
 from avatar.lip_contour import refine_inner_lips
-from avatar.mouth_interior import analyse_mouth, opening_mask, paint_interior
+from avatar.mouth_build import build_mouth_banks
 from avatar.orientation import SIDEWAYS_DEGREES, turn, upright_turns
 from avatar.patch_mesh import PatchMesh, Rect, clip_rect
 from avatar.source import load_source
@@ -40,23 +40,16 @@ RENDERER_VERSION = "realtime-13"
 """Part of every cache key: 12 turns sideways and upside-down photos upright (older caches kept them as they were);
 13 places a video's mouth from each frame's own landmarks and skin, adds concerned brows (negative brow levels)
 to the eye bank and the smile and tongue banks to the mouth."""
-SHAPE_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 BLINK_LEVELS = np.linspace(0.0, 1.0, 6, dtype=np.float32)
 BROW_LEVELS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=np.float32)
 """Negative levels are concern (inner brows up and together), positive ones raised brows."""
-PRESS_LEVEL = -0.25
-"""The 'opening' of pressed lips (p, b, m): a little beyond closed."""
-MAX_OPEN_STEP_PX = 1.2
-"""Neighbouring mouth patches differ by at most this lip travel, so blending them never ghosts."""
-PAINT_MARGIN_PX = 6
-"""Mouth-interior painting reaches at most this far beyond the lip targets and the photo's opening (its
-soft edges, the closed-lip line and the 2 px inpainting of leftovers), so it is done in that box only."""
 
 Progress = Callable[[float], None]
 """Told the share of the preparation done (0.0 ... 1.0)."""
 
 _ARRAYS = (
     "image", "points", "mouth_bank", "open_levels", "eye_bank", "head_weight", "mouth_mask",
+    "smile_bank", "smile_levels", "tongue_bank", "tongue_alpha",
 )  # fmt: skip
 
 
@@ -79,6 +72,19 @@ class PreparedAvatar:
     """(roi h, roi w) float32: how much each pixel follows head motion: 1 on the head, 0 off it and at the border."""
     mouth_mask: np.ndarray
     """(mouth h, mouth w) float32 feathered weight of the mouth patch over a video frame (0 at its border)."""
+    smile_bank: np.ndarray
+    """(layers, openings, shapes, h, w, 3) uint8: `mouth_bank` at the other smile amounts in `smile_levels`."""
+    smile_levels: np.ndarray
+    """Ascending smile amounts (0 neutral … 1 full) of `mouth_bank` (the one equal to `photo_smile`) and the
+    `smile_bank` layers."""
+    tongue_bank: np.ndarray
+    """(openings, h, w, 3) uint8 mouth patches with the tongue raised (l, n, d, t, th) at the middle shape."""
+    tongue_alpha: np.ndarray
+    """(openings, h, w) uint8: where `tongue_bank` differs from the plain patch (255 = all tongue)."""
+    tongue_box: Rect
+    """Mouth-patch box holding all of `tongue_alpha` that is not zero."""
+    photo_smile: float
+    """How much the photo smiles: 0 neutral … 1 a full smile."""
     pivot: tuple[float, float]
     iod: float
     teeth: str
@@ -308,33 +314,7 @@ def build_avatar(
     mx0, my0, mx1, my1 = mouth_region(xy, frame)
     mouth_rect = clip_rect((mx0, max(my0, eye_rect[3]), mx1, my1), w, h)
 
-    mouth_rig = MouthRig(xy, frame)
-    colours = analyse_mouth(image, xy, mouth_rig)
-    photo_opening = opening_mask(image, xy, colours, iod)
-    steps = max(12, int(np.ceil(OPEN_MAX * iod / MAX_OPEN_STEP_PX)))
-    open_levels = np.concatenate([[PRESS_LEVEL], np.linspace(0.0, 1.0, steps + 1)]).astype(np.float32)
-    mesh = PatchMesh(xy, mouth_rect, iod)
-    mw, mh = mesh.size
-    mouth_bank = np.empty((len(open_levels), len(SHAPE_LEVELS), mh, mw, 3), np.uint8)
-    for i, opening in enumerate(open_levels):
-        for j, shape in enumerate(SHAPE_LEVELS):
-            moves, pinned, targets = mouth_rig.controls(float(opening), float(shape))
-            maps = mesh.warp_map(moves, pinned)
-            patch = cv2.remap(image, maps[..., 0], maps[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
-            leftovers = cv2.remap(photo_opening, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR)
-            x0, y0, x1, y1 = _paint_box(frame, targets, leftovers, mouth_rect)
-            paint_interior(
-                patch[y0:y1, x0:x1],
-                (mouth_rect[0] + x0, mouth_rect[1] + y0),
-                image,
-                frame,
-                mouth_rig,
-                targets,
-                colours,
-                leftovers[y0:y1, x0:x1],
-            )
-            mouth_bank[i, j] = patch
-        step(0.05 + 0.8 * (i + 1) / len(open_levels))
+    mouths = build_mouth_banks(image, xy, frame, mouth_rect, lambda done: step(0.05 + 0.8 * done))
 
     eye_rig = BrowRig(xy, frame)
     eye_mesh = PatchMesh(xy, eye_rect, iod)
@@ -358,40 +338,24 @@ def build_avatar(
         roi=roi,
         mouth_rect=mouth_rect,
         eye_rect=eye_rect,
-        mouth_bank=mouth_bank,
-        open_levels=open_levels,
+        mouth_bank=mouths.mouth_bank,
+        open_levels=mouths.open_levels,
         eye_bank=eye_bank,
         head_weight=weight,
         mouth_mask=_mouth_mask(xy, mouth_rect, iod),
         pivot=pivot,
         iod=iod,
-        teeth="reused from the photo" if colours.reuse_teeth else "synthesized (the photo shows none)",
+        teeth="reused from the photo" if mouths.colours.reuse_teeth else "synthesized (the photo shows none)",
         source_name=name,
         digest=digest,
         notices=notices,
+        smile_bank=mouths.smile_bank,
+        smile_levels=mouths.smile_levels,
+        tongue_bank=mouths.tongue_bank,
+        tongue_alpha=mouths.tongue_alpha,
+        tongue_box=mouths.tongue_box,
+        photo_smile=mouths.photo_smile,
     )
-
-
-def _paint_box(frame: FaceFrame, targets: LipTargets, leftovers: np.ndarray, rect: Rect) -> Rect:
-    """The part of a mouth patch that painting its interior can change (patch coordinates).
-
-    The lip targets bound the opening and the closed-lip line; the photo's own opening carried through
-    the warp bounds what is filled in. Painting only there gives the same patch 3-8x faster (big faces
-    have big patches and many opening levels).
-    """
-    points = np.concatenate(
-        [frame.to_image(targets.upper_u, targets.upper_v), frame.to_image(targets.lower_u, targets.lower_v)]
-    ) - np.array(rect[:2], dtype=np.float64)
-    ys, xs = np.nonzero(leftovers > 64)
-    low = points.min(axis=0)
-    high = points.max(axis=0)
-    if len(xs):
-        low = np.minimum(low, (xs.min(), ys.min()))
-        high = np.maximum(high, (xs.max(), ys.max()))
-    h, w = leftovers.shape[:2]
-    x0, y0 = np.clip(np.floor(low).astype(int) - PAINT_MARGIN_PX, 0, (w, h))
-    x1, y1 = np.clip(np.ceil(high).astype(int) + PAINT_MARGIN_PX + 1, 0, (w, h))
-    return int(x0), int(y0), int(max(x1, x0 + 1)), int(max(y1, y0 + 1))
 
 
 def _head_region(
@@ -447,6 +411,8 @@ def _save(path: Path, avatar: PreparedAvatar) -> None:
         "notices": avatar.notices,
         "loop_fps": avatar.loop.fps if avatar.loop is not None else None,
         "loop_feather": avatar.loop.placement.feather if avatar.loop and avatar.loop.placement else None,
+        "tongue_box": avatar.tongue_box,
+        "photo_smile": avatar.photo_smile,
     }
     arrays = {name: getattr(avatar, name) for name in _ARRAYS}
     if avatar.loop is not None:
@@ -490,6 +456,8 @@ def _load(path: Path, digest: str) -> PreparedAvatar | None:
             from_cache=True,
             notices=list(meta["notices"]),
             loop=loop,
+            tongue_box=tuple(meta["tongue_box"]),
+            photo_smile=float(meta["photo_smile"]),
         )
     except Exception:  # any damage to the cache file means: prepare again
         return None
