@@ -17,6 +17,7 @@ import numpy as np
 from avatar import landmarks as lm
 from avatar import prepare
 from avatar.face_rig import face_frame
+from avatar.mouth_build import SHAPE_LEVELS
 from avatar.orientation import turn
 from avatar.source import AvatarSource, VideoClip
 from avatar.video_loop import STABLE_POINTS, MouthPlacement, VideoLoop
@@ -262,7 +263,7 @@ def _affine(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
 def _neutral_patch(avatar: prepare.PreparedAvatar) -> np.ndarray:
     """The closed, neutral mouth patch: the reference's skin as the colour fit compares it with a frame."""
     closed = int(np.argmin(np.abs(avatar.open_levels)))
-    neutral = int(np.argmin(np.abs(prepare.SHAPE_LEVELS)))
+    neutral = int(np.argmin(np.abs(SHAPE_LEVELS)))
     return avatar.mouth_bank[closed, neutral]
 
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from avatar import landmarks as lm
-from avatar import prepare as prep
 from avatar.orientation import turn, upright_turns
 from avatar.prepare import PreparedAvatar, find_upright_face, prepare_avatar
 from avatar.source import load_source
@@ -120,15 +119,6 @@ def test_preparation_reports_its_progress(tmp_path: Path) -> None:
     assert len(done) > len(avatar.open_levels)  # at least one report per row of mouth shapes
     again: list[float] = []
     assert prepare_avatar(hm.ASTRONAUT, tmp_path, progress=again.append)[0].from_cache
-
-
-def test_painting_only_the_changed_box_gives_the_same_bank(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The speed-up that paints each mouth interior in a box must not change a single pixel."""
-    frames = [hm.astronaut()]
-    boxed = prep.build_avatar(frames, "astronaut.png", "digest")
-    monkeypatch.setattr(prep, "_paint_box", lambda frame, targets, leftovers, rect: (0, 0, *leftovers.shape[::-1]))
-    whole = prep.build_avatar(frames, "astronaut.png", "digest")
-    np.testing.assert_array_equal(boxed.mouth_bank, whole.mouth_bank)
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".bmp", ".tiff"])
