@@ -13,7 +13,7 @@ import pytest
 
 from avatar import landmarks as lm
 from avatar import quality as q
-from avatar.prepare import PreparedAvatar, prepare_avatar
+from avatar.prepare import BROW_LEVELS, PreparedAvatar, prepare_avatar
 from avatar.realtime import RealtimeRenderer
 from core.audio import read_audio_file
 from core.events import CANONICAL_SAMPLE_RATE, Viseme, VisemeEvent
@@ -144,7 +144,8 @@ def test_blinks_last_several_frames(astronaut_avatar: PreparedAvatar) -> None:
 def test_a_closed_lid_covers_the_eye_and_moves_nothing_else(grace_avatar: PreparedAvatar) -> None:
     """Grace Hopper's glasses rim runs just above her eyes: a blink must leave it where it is."""
     avatar = grace_avatar
-    open_eyes, shut = avatar.eye_bank[0, 0].astype(int), avatar.eye_bank[-1, 0].astype(int)
+    rest = int(np.flatnonzero(BROW_LEVELS == 0.0)[0])
+    open_eyes, shut = avatar.eye_bank[0, rest].astype(int), avatar.eye_bank[-1, rest].astype(int)
     x0, y0 = avatar.eye_rect[:2]
     eyes = np.zeros(open_eyes.shape[:2], np.uint8)
     for outline in (lm.RIGHT_EYE, lm.LEFT_EYE):
