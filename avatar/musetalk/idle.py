@@ -12,10 +12,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avatar.liveliness import Liveliness
+from avatar import landmarks as lm
 from avatar.prepare import PreparedAvatar
 from avatar.realtime import RealtimeRenderer
-from avatar.video_loop import VideoLoop
+from avatar.video_loop import STABLE_POINTS, VideoLoop
 from core.errors import UserError
 
 IDLE_SECONDS = 4.0
@@ -28,17 +28,12 @@ def photo_idle_loop(avatar: PreparedAvatar, liveliness: float) -> VideoLoop | No
     if liveliness <= 0:
         return None
     renderer = RealtimeRenderer(avatar, fps=IDLE_FPS, liveliness=liveliness, seed=SEED)
-    # The same seed and the same inputs as the renderer's own liveliness: the same poses, frame by frame.
-    life = Liveliness(IDLE_FPS, avatar.iod, liveliness, SEED)
-    px, py = avatar.pivot
+    base = avatar.points[STABLE_POINTS, :2].astype(np.float64)
     count = round(IDLE_SECONDS * IDLE_FPS)
     encoded, transforms = [], np.empty((count, 2, 3), np.float32)
     for i in range(count):
         frame = renderer.render_next()
-        pose = life.step(frame.extras["energy"], False)
-        c, s = np.cos(pose.angle), np.sin(pose.angle)
-        # The renderer turns the head by `angle` about the pivot and moves it by (dx, dy).
-        transforms[i] = [[c, -s, px - c * px + s * py + pose.dx], [s, c, py - s * px - c * py + pose.dy]]
+        transforms[i] = _head_transform(frame.image, base)
         ok, data = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, VideoLoop.QUALITY])
         if not ok:
             raise UserError(f"cannot compress the idle frames of {avatar.source_name}")
@@ -46,3 +41,15 @@ def photo_idle_loop(avatar: PreparedAvatar, liveliness: float) -> VideoLoop | No
     offsets = np.zeros(count + 1, np.int64)
     offsets[1:] = np.cumsum([len(e) for e in encoded])
     return VideoLoop(np.concatenate(encoded), offsets, transforms, np.ones((count, 3), np.float32), float(IDLE_FPS))
+
+
+def _head_transform(image: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Where the head went in one idle frame: an affine fit of the re-detected stable landmarks (turns and nods
+    included, which a roll-and-shift transform would miss); no motion when the face is not found."""
+    faces = lm.detect_faces(image, max_faces=1)
+    if not faces:
+        return np.array([[1, 0, 0], [0, 1, 0]], np.float32)
+    found = faces[0].xy[STABLE_POINTS].astype(np.float64)
+    design = np.hstack([base, np.ones((len(base), 1))])
+    solution, *_ = np.linalg.lstsq(design, found, rcond=None)
+    return solution.T.astype(np.float32)
