@@ -41,7 +41,9 @@ SAMPLE_RATE = 24_000
 FRAME_SAMPLES = 600
 """Samples per predicted duration unit (the decoder's hop of 300 times its upsampling of 2)."""
 DEFAULT_VOICE = "af_heart"
-DEFAULT_CHINESE_VOICE = "zf_xiaobei"
+DEFAULT_CHINESE_VOICE = "zm_yunjian"
+"""Of the two measured, the one Whisper heard best: CER 6.9% against 10.3% for zf_xiaobei
+(benchmarks/results/voices.md)."""
 MAX_TOKENS = 240
 """Longest phoneme input of one run (the model takes 510): a run's first audio comes after all of it."""
 LEAD_SECONDS = 0.03

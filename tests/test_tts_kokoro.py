@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tts_helpers import cancel_after_first_chunk, collect, envelope_lag, word_error_rate
+from tts_helpers import after_cancel, cancel_after_first_chunk, collect, envelope_lag, word_error_rate
 
 from core.audio import resample
 from core.config import TTSConfig
@@ -177,7 +177,7 @@ def test_cancel_after_first_chunk_starts_no_new_run(mandarin: KokoroTTS) -> None
         cancel_after_first_chunk(mandarin, "第一句话，第二句话，第三句话，第四句话。", work)
     finally:
         del mandarin.synthesize
-    assert work[work.index("cancel") + 1 :] == []
+    assert len(after_cancel(work)) <= 1  # only the run already handed to its thread (see the helper)
 
 
 def test_progressive_speaks_the_first_clause_while_the_rest_is_written(mandarin: KokoroTTS) -> None:
@@ -214,7 +214,7 @@ def test_router_sends_chinese_to_kokoro_and_english_to_piper() -> None:
     engine = create_tts(TTSConfig(engine="piper", threads=2))
     assert isinstance(engine, ChineseRouter)
     chinese = engine.engine_for("你好")
-    assert isinstance(chinese, KokoroTTS) and chinese.voice_name == "zf_xiaobei"
+    assert isinstance(chinese, KokoroTTS) and chinese.voice_name == "zm_yunjian"
     assert engine.engine_for("hello") is engine.main
 
 
