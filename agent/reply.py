@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.cues import Cue, closing_cues, opening_cues, thinking_cue
 from agent.llm import LLMClient, LLMError
 from agent.modes.base import Generate, Say, Step
 from core.events import Notice
@@ -175,6 +176,8 @@ class Reply:
         if self.llm is None:
             await self._speak(_apology(self.language))
             return
+        if not self.started:
+            self._cue(thinking_cue())
         queue: asyncio.Queue[str | _Drafts | None] = asyncio.Queue(SENTENCE_QUEUE)
         writer = asyncio.create_task(self._write(step, queue))
         try:
@@ -240,6 +243,10 @@ class Reply:
                 continue
             while self.media.queued_samples(self.turn) > MAX_AHEAD_SECONDS * self.media.sample_rate:
                 await asyncio.sleep(0.1)
+            if entry is None:
+                text = sentence if isinstance(sentence, str) else sentence.known_words()
+                for cue in opening_cues(text, first=not self._sentences):
+                    self._cue(cue)
             pts = self.media.feed(self.turn, item.pcm, item.visemes)
             if not self.started:
                 self.started = True
@@ -250,7 +257,6 @@ class Reply:
                 self.broadcast("state", state="speaking")
             if entry is None:
                 # Recorded at its first audio, so an interruption mid-sentence still knows what was heard of it.
-                text = sentence if isinstance(sentence, str) else sentence.known_words()
                 entry = [text, pts, pts]
                 self._sentences.append(entry)
                 self.broadcast("reply", turn=self.turn, text=text, pts=pts)
@@ -261,6 +267,13 @@ class Reply:
                 self.broadcast("reply", turn=self.turn, text=rest, pts=entry[1])
             self._words += [_Word(w.text, pts + int(w.end * item.sample_rate)) for w in item.words]
             entry[2] = pts + len(item.pcm)
+        if entry is not None:
+            # The question's brows go with its end, so they are cued once all of its speech is in.
+            for cue in closing_cues(entry[0]):
+                self._cue(cue)
+
+    def _cue(self, cue: Cue) -> None:
+        self.media.cue(self.turn, cue.expression, cue.intensity, cue.at)
 
 
 def _apology(language: str | None) -> str:

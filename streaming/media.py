@@ -22,7 +22,8 @@ from typing import Protocol
 import numpy as np
 
 from avatar.base import Renderer
-from core.events import Frame, VisemeEvent
+from avatar.expressions import check_cue
+from core.events import Expression, Frame, VisemeEvent
 from streaming.clock import Clock, MonotonicClock
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,17 @@ class _Pending:
     visemes: Sequence[VisemeEvent]
 
 
+@dataclass(slots=True)
+class _PendingCue:
+    """An expression cue, kept in order with the speech around it so its time keeps its meaning."""
+
+    turn: int
+    expression: Expression | str
+    intensity: float
+    at: float | None
+    duration: float | None
+
+
 class MediaStream:
     def __init__(
         self,
@@ -77,7 +89,7 @@ class MediaStream:
         self.on_frame: Callable[[int], None] | None = None
         """Called with each frame's pts once it has gone to the sinks (the session's idle policy runs on it)."""
         self._segments: deque[_Segment] = deque()
-        self._pending: deque[_Pending] = deque()
+        self._pending: deque[_Pending | _PendingCue] = deque()
         self._over = 0
         """Every turn up to this one has ended or been cancelled (turns only ever increase)."""
         self._first_sent = 0
@@ -101,7 +113,8 @@ class MediaStream:
     def queued_samples(self, turn: int | None = None) -> int:
         """Audio fed but not yet drawn (of one turn, or all)."""
         segs = sum(s.samples for s in self._segments if turn is None or s.turn == turn)
-        return segs + sum(len(p.pcm) for p in self._pending if turn is None or p.turn == turn)
+        pending = (p for p in self._pending if isinstance(p, _Pending))
+        return segs + sum(len(p.pcm) for p in pending if turn is None or p.turn == turn)
 
     def feed(self, turn: int, pcm: np.ndarray, visemes: Sequence[VisemeEvent] = ()) -> int:
         """Queue a turn's speech; returns the pts at which its first sample will play."""
@@ -112,6 +125,21 @@ class MediaStream:
             self._pending.append(_Pending(turn, pcm, visemes))
             self._active = turn
         return start
+
+    def cue(
+        self,
+        turn: int,
+        expression: Expression | str,
+        intensity: float = 1.0,
+        at: float | None = None,
+        duration: float | None = None,
+    ) -> None:
+        """Cue an expression for a turn (`Renderer.cue`'s meaning of `at`: seconds from the end of the speech
+        fed so far); it reaches the renderer between frames, after the speech fed before it, and an
+        interrupted turn's cues that have not reached it are dropped with its speech."""
+        check_cue(expression, intensity, duration)
+        if turn > self._over:
+            self._pending.append(_PendingCue(turn, expression, intensity, at, duration))
 
     def end_turn(self, turn: int) -> None:
         """The turn has no more speech: later frames are idle (turn 0), even those already being drawn."""
@@ -153,6 +181,9 @@ class MediaStream:
             self.renderer.reset()
         while self._pending:
             item = self._pending.popleft()
+            if isinstance(item, _PendingCue):
+                self.renderer.cue(item.expression, item.intensity, item.at, item.duration)
+                continue
             self.renderer.feed(item.pcm, item.visemes)
             self._segments.append(_Segment(item.turn, len(item.pcm)))
         turn, need = 0, self.samples_per_frame

@@ -219,3 +219,39 @@ async def test_tutor_advances_on_right_answers_and_re_explains_a_wrong_one(parts
         assert (await answer("Clouds form, and that is condensation."))["step"] == 3
         last = await answer("Precipitation!")
         assert last["status"] == "done"
+
+
+async def test_a_reply_cues_its_expressions_in_time_with_its_speech(parts, llm):
+    """The agent thinks (gaze away) before speaking, smiles at its greeting and raises its brows at its question;
+    the cues reach the real renderer between its speech, and the smile shows in the frames."""
+    server, client = llm
+    server.queue(Reply(pieces=("Hello there! ", "Nimbus measures wind and rain. ", "Shall I tell you the price?")))
+    cues: list[tuple[str, float | None, int]] = []
+    extras: list[tuple[int, dict[str, float]]] = []
+    async with running(parts, str(parts[0].agent.persona), client, MonotonicClock()) as (session, viewer):
+        renderer = session.media.renderer
+        real_cue = renderer.cue
+
+        def spy(expression: Any, intensity: float = 1.0, at: float | None = None, duration: float | None = None):
+            cues.append((str(expression), at, renderer.queued_samples))
+            real_cue(expression, intensity, at, duration)
+
+        renderer.cue = spy  # type: ignore[method-assign]
+        real_write = viewer.write
+
+        def write(frame: Frame, turn: int, pts: int) -> None:
+            extras.append((turn, dict(frame.extras)))
+            real_write(frame, turn, pts)
+
+        viewer.write = write  # type: ignore[method-assign]
+        await session.user_text("Hi, what does Nimbus measure?")
+        await until(lambda: viewer.of("turn_end"), timeout=120)
+    assert [c[0] for c in cues] == ["thinking", "smile", "raised_brows"]
+    thinking, smile, brows = cues
+    assert thinking[1] is None and smile[1] == 0.0 and brows[1] is not None and brows[1] < 0
+    assert brows[2] > smile[2], "the question's brows come after its speech was fed"
+    turn = viewer.of("turn_end")[0]["turn"]
+    first = next(i for i, (t, _) in enumerate(extras) if t == turn)
+    spoken = [e for t, e in extras if t == turn]
+    assert max(e["smile"] for e in spoken[: len(spoken) // 3]) > 0.3, "the greeting smiles"
+    assert any(abs(e["gaze_x"]) > 0.1 for _, e in extras[:first]), "it glances away while the LLM thinks"
