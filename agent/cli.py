@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--audio", type=Path, help="speech recording to lip-sync (any format ffmpeg reads)")
     r.add_argument("-o", "--output", type=Path, required=True, help="output .mp4 file")
     r.add_argument("--engine", choices=["realtime", "musetalk", "latentsync"], help="renderer engine")
-    r.add_argument("--tts", dest="tts_engine", choices=["piper", "espeak", "edge"], help="TTS engine")
+    r.add_argument("--tts", dest="tts_engine", choices=["piper", "kokoro", "espeak", "edge"], help="TTS engine")
     r.add_argument("--voice", help="TTS voice (see `digital-human voices`)")
     fps_list = ", ".join(str(f) for f in VALID_FPS)
     r.add_argument("--fps", type=int, choices=VALID_FPS, metavar="FPS", help=f"frames per second: {fps_list}")
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     v = sub.add_parser("voices", help="list the voices of a TTS engine")
-    v.add_argument("--tts", dest="tts_engine", choices=["piper", "espeak", "edge"], help="TTS engine")
+    v.add_argument("--tts", dest="tts_engine", choices=["piper", "kokoro", "espeak", "edge"], help="TTS engine")
 
     sub.add_parser("config", help="print the effective configuration (secrets masked)")
     add_live_commands(sub)

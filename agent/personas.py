@@ -40,7 +40,7 @@ class Persona(BaseModel):
     system_prompt: str = Field(min_length=1)
     greeting: str | None = None
     avatar: Path | None = None
-    tts_engine: Literal["piper", "espeak", "edge"] | None = None
+    tts_engine: Literal["piper", "kokoro", "espeak", "edge"] | None = None
     voice: str | None = None
     knowledge: tuple[Path, ...] = ()
     """Markdown files or folders of them (presenter, host)."""

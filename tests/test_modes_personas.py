@@ -24,7 +24,7 @@ def test_the_shipped_personas():
     nova = load_persona("presenter")
     assert nova.display_name == "Nova" and nova.avatar is not None and nova.avatar.is_file()
     assert all(p.is_absolute() and p.suffix == ".md" for p in nova.knowledge) and len(nova.knowledge) >= 8
-    assert load_persona("presenter-zh").voice == "cmn"
+    assert load_persona("presenter-zh").voice == "zm_yunjian"
 
 
 def test_the_chinese_presenter_answers_from_chinese_knowledge():

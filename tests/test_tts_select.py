@@ -48,7 +48,7 @@ def words_of(items: list[SpeechChunk | Notice]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def piper_engine() -> TTSEngine:
-    return create_tts(TTSConfig(engine="piper"))
+    return create_tts(TTSConfig(engine="piper", chinese_voice="cmn"))
 
 
 def test_piper_config_builds_piper_and_sends_chinese_to_espeak_mandarin(piper_engine: TTSEngine) -> None:
