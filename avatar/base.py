@@ -17,7 +17,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from avatar.expressions import check_cue
+from core.errors import UserError
 from core.events import CANONICAL_SAMPLE_RATE, Expression, Frame, VisemeEvent
+
+
+def mono_pcm(pcm: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The speech a renderer is fed as one flat int16 array; anything else is one line naming what to fix."""
+    pcm = np.asarray(pcm)
+    if pcm.dtype != np.int16:
+        raise UserError(f"renderer audio must be int16 PCM at {sample_rate} Hz, got {pcm.dtype}")
+    if pcm.ndim == 2 and 1 in pcm.shape:
+        pcm = pcm.reshape(-1)
+    if pcm.ndim != 1:
+        raise UserError(f"renderer audio must be mono (one channel), got shape {pcm.shape}: downmix it first")
+    return pcm
 
 
 class Renderer(ABC):

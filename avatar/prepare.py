@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from avatar.video_loop import VideoLoop
 from core.config import output_size_problem
 from core.errors import UserError
 from core.hashing import file_sha256
+from core.npz import save_npz
 
 RENDERER_VERSION = "realtime-13"
 """Part of every cache key: 12 turns sideways and upside-down photos upright (older caches kept them as they were);
@@ -417,14 +416,7 @@ def _save(path: Path, avatar: PreparedAvatar) -> None:
     arrays = {name: getattr(avatar, name) for name in _ARRAYS}
     if avatar.loop is not None:
         arrays.update({f"loop_{name}": array for name, array in avatar.loop.arrays().items()})
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_npz(path, meta, arrays)
 
 
 def _load(path: Path, digest: str) -> PreparedAvatar | None:

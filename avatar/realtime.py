@@ -22,7 +22,7 @@ import numpy as np
 
 from avatar import landmarks as lm
 from avatar.banks import blend_bank
-from avatar.base import Renderer
+from avatar.base import Renderer, mono_pcm
 from avatar.expressions import ExpressionTrack, check_cue
 from avatar.head_pose import pose_fields
 from avatar.lipsync import MouthDriver, MouthState
@@ -161,13 +161,7 @@ class RealtimeRenderer(Renderer):
 
     @_locked
     def feed(self, pcm: np.ndarray, visemes: Sequence[VisemeEvent] = ()) -> None:
-        pcm = np.asarray(pcm)
-        if pcm.dtype != np.int16:
-            raise UserError(f"renderer audio must be int16 PCM at {self.sample_rate} Hz, got {pcm.dtype}")
-        if pcm.ndim == 2 and 1 in pcm.shape:
-            pcm = pcm.reshape(-1)
-        if pcm.ndim != 1:
-            raise UserError(f"renderer audio must be mono (one channel), got shape {pcm.shape}: downmix it first")
+        pcm = mono_pcm(pcm, self.sample_rate)
         if len(pcm) == 0:
             return
         start = self._fed / self.sample_rate

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from avatar.musetalk.idle import IDLE_SECONDS, photo_idle_loop
 from avatar.musetalk.networks import CROP, MuseTalkNetworks
 from avatar.prepare import RENDERER_VERSION, PreparedAvatar
 from avatar.video_loop import VideoLoop
+from core.npz import save_npz
 
 PREPARE_VERSION = "musetalk-2"
 CHIN_MARGIN_PX = 10
@@ -174,14 +173,7 @@ def _save(path: Path, boxes: np.ndarray, inputs: np.ndarray, masks: np.ndarray, 
     arrays = {"boxes": boxes, "inputs": inputs, "masks": masks}
     if loop is not None:
         arrays.update({f"loop_{name}": getattr(loop, name) for name in LOOP_ARRAYS})
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_npz(path, meta, arrays)
 
 
 def _load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, VideoLoop | None] | None:

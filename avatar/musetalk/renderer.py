@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from avatar.base import Renderer
+from avatar.base import Renderer, mono_pcm
 from avatar.musetalk.audio import StreamingFeatures
 from avatar.musetalk.prepare import MuseTalkAvatar
 from avatar.realtime import _AudioQueue
@@ -60,13 +60,7 @@ class MuseTalkRenderer(Renderer):
 
     def feed(self, pcm: np.ndarray, visemes: Sequence[VisemeEvent] = ()) -> None:
         """Queue speech; visemes are not needed (the network reads the audio itself)."""
-        pcm = np.asarray(pcm)
-        if pcm.dtype != np.int16:
-            raise UserError(f"renderer audio must be int16 PCM at {self.sample_rate} Hz, got {pcm.dtype}")
-        if pcm.ndim == 2 and 1 in pcm.shape:
-            pcm = pcm.reshape(-1)
-        if pcm.ndim != 1:
-            raise UserError(f"renderer audio must be mono (one channel), got shape {pcm.shape}: downmix it first")
+        pcm = mono_pcm(pcm, self.sample_rate)
         if len(pcm) == 0:
             return
         with self._lock:
