@@ -36,3 +36,25 @@ def whisper(model_cache: Path):
 
     folder = offline_whisper_base(model_cache)
     return WhisperModel(str(folder), device="cpu", compute_type="int8")
+
+
+PORTRAITS = Path(__file__).parent / "data" / "images" / "portraits"
+PORTRAIT_SIZE = (384, 384)
+
+
+@pytest.fixture(scope="session")
+def neutral_portrait(tmp_path_factory: pytest.TempPathFactory):
+    """Biden: an older face, mouth closed, no smile (prepared once for every mouth test)."""
+    from avatar.prepare import prepare_avatar
+
+    return prepare_avatar(PORTRAITS / "biden.jpg", tmp_path_factory.mktemp("cache"), output_size=PORTRAIT_SIZE)[0]
+
+
+@pytest.fixture(scope="session")
+def smiling_portrait(tmp_path_factory: pytest.TempPathFactory):
+    """Obama smiling with his teeth showing."""
+    from avatar.prepare import prepare_avatar
+
+    return prepare_avatar(PORTRAITS / "obama-smiling.jpg", tmp_path_factory.mktemp("cache"), output_size=PORTRAIT_SIZE)[
+        0
+    ]

@@ -11,22 +11,19 @@ import pytest
 from avatar import landmarks as lm
 from avatar.lipsync import MouthDriver, MouthState
 from avatar.mouth_bank import mouth_patch, smile_amount
-from avatar.prepare import PreparedAvatar, prepare_avatar
+from avatar.prepare import PreparedAvatar
 from core.audio import read_audio_file
 from core.events import CANONICAL_SAMPLE_RATE
 
-PORTRAITS = Path(__file__).parent / "data" / "images" / "portraits"
-SIZE = (384, 384)
+
+@pytest.fixture
+def neutral(neutral_portrait: PreparedAvatar) -> PreparedAvatar:
+    return neutral_portrait
 
 
-@pytest.fixture(scope="module")
-def neutral(tmp_path_factory: pytest.TempPathFactory) -> PreparedAvatar:
-    return prepare_avatar(PORTRAITS / "biden.jpg", tmp_path_factory.mktemp("cache"), output_size=SIZE)[0]
-
-
-@pytest.fixture(scope="module")
-def smiling(tmp_path_factory: pytest.TempPathFactory) -> PreparedAvatar:
-    return prepare_avatar(PORTRAITS / "obama-smiling.jpg", tmp_path_factory.mktemp("cache"), output_size=SIZE)[0]
+@pytest.fixture
+def smiling(smiling_portrait: PreparedAvatar) -> PreparedAvatar:
+    return smiling_portrait
 
 
 def drawn(avatar: PreparedAvatar, state: MouthState, smile: float = 0.0) -> np.ndarray:

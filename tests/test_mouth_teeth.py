@@ -3,8 +3,6 @@ rig asked for (the rig locates the opening; the pixels are what is judged)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -13,21 +11,18 @@ from avatar import mouth_build
 from avatar.face_rig import MouthRig, face_frame
 from avatar.lipsync import MouthDriver, MouthState
 from avatar.mouth_bank import mouth_patch
-from avatar.prepare import PreparedAvatar, prepare_avatar
+from avatar.prepare import PreparedAvatar
 from core.events import Viseme
 
-PORTRAITS = Path(__file__).parent / "data" / "images" / "portraits"
-SIZE = (384, 384)
+
+@pytest.fixture
+def closed_photo(neutral_portrait: PreparedAvatar) -> PreparedAvatar:
+    return neutral_portrait
 
 
-@pytest.fixture(scope="module")
-def closed_photo(tmp_path_factory: pytest.TempPathFactory) -> PreparedAvatar:
-    return prepare_avatar(PORTRAITS / "biden.jpg", tmp_path_factory.mktemp("cache"), output_size=SIZE)[0]
-
-
-@pytest.fixture(scope="module")
-def toothy_photo(tmp_path_factory: pytest.TempPathFactory) -> PreparedAvatar:
-    return prepare_avatar(PORTRAITS / "obama-smiling.jpg", tmp_path_factory.mktemp("cache"), output_size=SIZE)[0]
+@pytest.fixture
+def toothy_photo(smiling_portrait: PreparedAvatar) -> PreparedAvatar:
+    return smiling_portrait
 
 
 def drawn(avatar: PreparedAvatar, opening: float, tongue: float = 0.0) -> np.ndarray:
