@@ -254,4 +254,5 @@ async def test_a_reply_cues_its_expressions_in_time_with_its_speech(parts, llm):
     first = next(i for i, (t, _) in enumerate(extras) if t == turn)
     spoken = [e for t, e in extras if t == turn]
     assert max(e["smile"] for e in spoken[: len(spoken) // 3]) > 0.3, "the greeting smiles"
-    assert any(abs(e["gaze_x"]) > 0.1 for _, e in extras[:first]), "it glances away while the LLM thinks"
+    # The glance starts on the frame after the cue and holds ~2 s: a fast LLM may already be speaking by then.
+    assert any(abs(e["gaze_x"]) > 0.1 for _, e in extras[: first + 40]), "it glances away while the LLM thinks"
