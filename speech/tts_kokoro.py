@@ -165,6 +165,14 @@ def _english_words(phonemes: str, written: list[str]) -> list[Span]:
     return spans
 
 
+_IN_MANDARIN = str.maketrans(
+    {"p": "pʰ", "t": "tʰ", "k": "kʰ", "b": "p", "d": "t", "ɡ": "k", "θ": "s", "ð": "t", "ˈ": None, "ˌ": None, "ː": None}
+)
+"""English IPA in the symbols the Mandarin voices read the way a Chinese speaker says an English word: the
+voiceless stops aspirated and the voiced ones plain (Mandarin's contrast), θ/ð as s/t, no stress or length.
+Unmapped, the voice read p as b and lost the stressed syllable (Python heard as 拜粉, iPhone as 爱风)."""
+
+
 def _mandarin_run(text: str, english: str) -> Run:
     """Phonemes of normalized Mandarin (Latin words phonemized as `english`), words spaced as segmented."""
     parts: list[str] = []
@@ -187,7 +195,7 @@ def _mandarin_run(text: str, english: str) -> Run:
             add(" ")
         begin = length
         if word.latin:
-            phonemes = english_phonemes(word.text, english)
+            phonemes = english_phonemes(word.text, english).translate(_IN_MANDARIN)
             shapes += [Span(ch, length + i, length + i + 1) for i, ch in enumerate(phonemes)]
             add(phonemes)
         else:

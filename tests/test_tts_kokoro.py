@@ -25,7 +25,7 @@ from core.hashing import file_sha256
 from speech import kokoro_voices, model_store
 from speech.asr import to_simplified
 from speech.model_store import offline_kokoro
-from speech.tts_kokoro import KokoroTTS, clauses
+from speech.tts_kokoro import KokoroTTS, _mandarin_run, clauses
 from speech.tts_select import ChineseRouter, check_tts_config, create_tts, list_voices
 
 pytestmark = pytest.mark.slow
@@ -88,6 +88,18 @@ def test_mandarin_numbers_and_english_words_are_spoken(mandarin: KokoroTTS, whis
     said = heard(whisper, pcm, "zh")
     assert "iPhone" in [w.text for w in words]
     assert "300" in said or "三百" in to_simplified(said)
+
+
+def test_english_words_in_mandarin_use_the_mandarin_voices_consonants() -> None:
+    """Tesla and Google: voiceless stops aspirated, voiced ones plain, no stress marks the Mandarin voices
+    never saw; the word still spans its own phonemes."""
+    run = _mandarin_run("我开Tesla去Google", "en-us")
+    tesla = next(w for w in run.words if w.label == "Tesla")
+    google = next(w for w in run.words if w.label == "Google")
+    assert run.phonemes[tesla.start : tesla.end].startswith("tʰ")
+    assert run.phonemes[google.start : google.end].startswith("k")
+    assert not run.phonemes[google.start : google.end].startswith("kʰ")
+    assert "ˈ" not in run.phonemes and "ː" not in run.phonemes
 
 
 def test_english_is_heard_as_written_with_word_timings(english: KokoroTTS, whisper) -> None:
