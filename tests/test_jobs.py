@@ -76,6 +76,19 @@ def start_cli(s: dict[str, Path], *argv: str) -> subprocess.Popen[str]:
     )
 
 
+def start_hanging_render(
+    s: dict[str, Path], astronaut: Path, speech_wav: Path, what: str
+) -> tuple[subprocess.Popen[str], Path]:
+    """`render --engine latentsync` as a process, once the stand-in LatentSync (which hangs) and its child run."""
+    set_mode(s["checkout"], mode="hang", pids=str(s["pids"]))
+    out = s["root"] / "reply.mp4"
+    render = start_cli(
+        s, "render", "--engine", "latentsync", "--avatar", str(astronaut), "--audio", str(speech_wav), "-o", str(out)
+    )
+    wait_for(lambda: len(recorded_pids(s["pids"])) == 2, what=what)
+    return render, out
+
+
 def spec(s: dict[str, Path], speech_wav: Path, astronaut: Path) -> JobSpec:
     cfg = load_config(
         overrides={"avatar": {"cache_dir": str(s["cache"])}, "latentsync": latentsync_section(s["checkout"])},
@@ -137,21 +150,7 @@ def test_missing_latentsync_gives_one_line_and_the_cpu_video(setup, astronaut, s
 
 
 def test_jobs_cancel_from_another_process_kills_the_whole_group(setup, astronaut, speech_wav):
-    set_mode(setup["checkout"], mode="hang", pids=str(setup["pids"]))
-    out = setup["root"] / "reply.mp4"
-    render = start_cli(
-        setup,
-        "render",
-        "--engine",
-        "latentsync",
-        "--avatar",
-        str(astronaut),
-        "--audio",
-        str(speech_wav),
-        "-o",
-        str(out),
-    )
-    wait_for(lambda: len(recorded_pids(setup["pids"])) == 2, what="LatentSync and its child to start")
+    render, out = start_hanging_render(setup, astronaut, speech_wav, "LatentSync and its child to start")
     job = only_job(setup)
     assert job.status == "running" and job.pgid == recorded_pids(setup["pids"])[0]
 
@@ -167,21 +166,7 @@ def test_jobs_cancel_from_another_process_kills_the_whole_group(setup, astronaut
     ("sig", "status", "last"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
 )
 def test_ctrl_c_or_sigterm_cancels_the_job_and_kills_latentsync(setup, astronaut, speech_wav, sig, status, last):
-    set_mode(setup["checkout"], mode="hang", pids=str(setup["pids"]))
-    out = setup["root"] / "reply.mp4"
-    render = start_cli(
-        setup,
-        "render",
-        "--engine",
-        "latentsync",
-        "--avatar",
-        str(astronaut),
-        "--audio",
-        str(speech_wav),
-        "-o",
-        str(out),
-    )
-    wait_for(lambda: len(recorded_pids(setup["pids"])) == 2, what="LatentSync to start")
+    render, out = start_hanging_render(setup, astronaut, speech_wav, "LatentSync to start")
     render.send_signal(sig)
     _, err = render.communicate(timeout=120)
     assert render.returncode == status and err.splitlines()[-1] == last
@@ -192,21 +177,7 @@ def test_ctrl_c_or_sigterm_cancels_the_job_and_kills_latentsync(setup, astronaut
 def test_a_job_whose_process_died_is_resumed_and_its_leftover_latentsync_killed(setup, astronaut, speech_wav):
     """SIGKILL leaves no chance to clean up: LatentSync (its own session) outlives the command. The next worker
     (`jobs run`, as a server start would) kills that group and runs the job again."""
-    set_mode(setup["checkout"], mode="hang", pids=str(setup["pids"]))
-    out = setup["root"] / "reply.mp4"
-    render = start_cli(
-        setup,
-        "render",
-        "--engine",
-        "latentsync",
-        "--avatar",
-        str(astronaut),
-        "--audio",
-        str(speech_wav),
-        "-o",
-        str(out),
-    )
-    wait_for(lambda: len(recorded_pids(setup["pids"])) == 2, what="LatentSync to start")
+    render, out = start_hanging_render(setup, astronaut, speech_wav, "LatentSync to start")
     leftovers = recorded_pids(setup["pids"])
     render.kill()
     render.communicate(timeout=60)
