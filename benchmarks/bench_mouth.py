@@ -10,7 +10,6 @@ Writes benchmarks/results/mouth.md and zoomed mouth crops (mouth_*.png) to look 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 import cv2
 import matplotlib
 import numpy as np
+from bench_avatar_quality import piper_speech
 
 from avatar import landmarks as lm
 from avatar import quality as q
@@ -86,19 +86,6 @@ def vowel_colour(pcm: np.ndarray) -> np.ndarray:
     return np.where(voiced, 10 * np.log10(mid / low), np.nan)
 
 
-def piper_speech(text: str) -> list[SpeechChunk]:
-    from speech.tts_piper import PiperTTS
-
-    async def collect() -> list[SpeechChunk]:
-        tts = PiperTTS()
-        try:
-            return [c async for c in tts.stream(text) if isinstance(c, SpeechChunk)]
-        finally:
-            await tts.aclose()
-
-    return asyncio.run(collect())
-
-
 def piper_labels(chunks: list[SpeechChunk], frames: int, pause: float) -> list[Viseme | None]:
     timeline, offset = [], pause
     for chunk in chunks:
@@ -141,23 +128,6 @@ def still_with(avatar: object, smile: float) -> np.ndarray:
     return image
 
 
-def face_embedder() -> q.FaceEmbedder:
-    """dlib's embedder; its model package still asks setuptools' removed `pkg_resources` for its file paths, so
-    a stand-in answering just that one question is installed when setuptools no longer has it."""
-    try:
-        import pkg_resources  # noqa: F401
-    except ImportError:
-        import importlib
-        import types
-
-        shim = types.ModuleType("pkg_resources")
-        shim.resource_filename = lambda package, name: str(  # type: ignore[attr-defined]
-            Path(importlib.import_module(package).__file__).parent / name
-        )
-        sys.modules["pkg_resources"] = shim
-    return q.FaceEmbedder()
-
-
 def frames_per_second(avatar: object, pcm: np.ndarray, runs: int = 5, frames: int = 250) -> float:
     """Median single-thread frames per second of `render_next` over speech (the mouth blends while talking)."""
     spf = CANONICAL_SAMPLE_RATE // FPS
@@ -179,7 +149,7 @@ def measure(out_path: Path, crops_prefix: str | None) -> None:
     colour = vowel_colour(pcm)
     pause = 0.8
     chunks = piper_speech(PIPER_TEXT)
-    embedder = face_embedder()
+    embedder = q.FaceEmbedder()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in PORTRAITS.items():
