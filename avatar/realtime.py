@@ -42,7 +42,7 @@ sub-pixel offsets is a low-pass filter (bicubic keeps ~0.6 of the photo's fine d
 skin turns waxy); this pre-compensates the average loss so a moving head stays about as sharp as the photo."""
 
 
-class _AudioQueue:
+class AudioQueue:
     """FIFO of int16 samples with exact-size pops and non-consuming peeks."""
 
     def __init__(self) -> None:
@@ -108,7 +108,7 @@ class RealtimeRenderer(Renderer):
         self.fps = fps
         self.avatar = avatar
         self.liveliness_amount = liveliness
-        self._queue = _AudioQueue()
+        self._queue = AudioQueue()
         self._visemes: list[tuple[Viseme, float, float]] = []
         self._fed = 0
         """Samples ever fed (the end of the queue on the renderer's own audio timeline)."""

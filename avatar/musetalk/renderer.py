@@ -18,7 +18,7 @@ import numpy as np
 from avatar.base import Renderer, mono_pcm
 from avatar.musetalk.audio import StreamingFeatures
 from avatar.musetalk.prepare import MuseTalkAvatar
-from avatar.realtime import _AudioQueue
+from avatar.realtime import AudioQueue
 from core.errors import UserError
 from core.events import Frame, VisemeEvent
 
@@ -36,7 +36,7 @@ class MuseTalkRenderer(Renderer):
         self.batch_size = batch_size
         nets = avatar.networks
         self._features = StreamingFeatures(nets.whisper_states, nets.audio_layers, nets.audio_dim)
-        self._queue = _AudioQueue()
+        self._queue = AudioQueue()
         self._ahead: deque[np.ndarray] = deque()
         """Speech frames already drawn, in order, starting at `_speech_frame`."""
         self._speech_frame = 0
